@@ -1,0 +1,182 @@
+"""Staff accounts: passwords, server-side sessions and who may do what where.
+
+Sessions live in the database (`core_session`), so a session id can be
+renewed at login, dropped at logout and expired on idle or absolute timeout,
+whichever app process served it. The cookie holds a random token; the table
+holds only its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from tortoise import fields
+from tortoise.models import Model
+
+from core.models import Membership, Project, Role, User
+
+SESSION_COOKIE = "courtyard_session"
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A real hash to verify against when the account does not exist, so the
+# response time does not tell whether a username is known.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def burn_time_verifying(password: str) -> None:
+    verify_password(_DUMMY_HASH, password)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Session(Model):
+    id = fields.IntField(primary_key=True)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    user = fields.ForeignKeyField("core.User", related_name="sessions", on_delete=fields.CASCADE)
+    created_at = fields.DatetimeField()
+    last_seen_at = fields.DatetimeField()
+    ip = fields.CharField(max_length=64, default="")
+    data = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "core_session"
+
+
+async def open_session(user: User, ip: str = "") -> str:
+    """Create a fresh session (a new id every login) and return its cookie token."""
+    token = secrets.token_urlsafe(32)
+    at = now()
+    await Session.create(token_hash=_digest(token), user=user, created_at=at, last_seen_at=at, ip=ip)
+    return token
+
+
+async def close_session(token: str | None) -> None:
+    if token:
+        await Session.filter(token_hash=_digest(token)).delete()
+
+
+async def load_session(token: str | None, idle: timedelta, absolute: timedelta) -> Session | None:
+    """The live session for a cookie token, or None (expired sessions are deleted)."""
+    if not token:
+        return None
+    session = await Session.get_or_none(token_hash=_digest(token)).select_related("user")
+    if session is None:
+        return None
+    at = now()
+    if at - session.last_seen_at > idle or at - session.created_at > absolute or not session.user.is_active:
+        await session.delete()
+        return None
+    # Touch at most once a minute: keeps idle timeout exact enough without a write per request.
+    if at - session.last_seen_at > timedelta(minutes=1):
+        session.last_seen_at = at
+        await Session.filter(id=session.id).update(last_seen_at=at)
+    return session
+
+
+@dataclass
+class Principal:
+    """The logged-in user with the permissions of each membership resolved."""
+
+    user: User
+    head_office: set[str] = field(default_factory=set)  # permissions in every project
+    per_project: dict[int, set[str]] = field(default_factory=dict)
+    roles: dict[int | None, list[str]] = field(default_factory=dict)  # project id (None: all) -> role codes
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    @property
+    def display_name(self) -> str:
+        return self.user.display_name or self.user.username
+
+    @property
+    def is_head_office(self) -> bool:
+        return None in self.roles
+
+    def can(self, permission: str, project_id: int | None = None) -> bool:
+        """Has `permission` in the project, or (project None) at head office or in any project."""
+        if permission in self.head_office:
+            return True
+        if project_id is None:
+            return any(permission in perms for perms in self.per_project.values())
+        return permission in self.per_project.get(project_id, set())
+
+    def can_anywhere(self, permission: str) -> bool:
+        return permission in self.head_office or any(permission in p for p in self.per_project.values())
+
+    def member_of(self, project_id: int) -> bool:
+        return self.is_head_office or project_id in self.per_project
+
+    async def project_ids(self) -> list[int]:
+        if self.is_head_office:
+            return [pid for pid in await Project.filter(is_active=True).values_list("id", flat=True)]
+        return sorted(self.per_project)
+
+
+async def load_principal(user: User) -> Principal:
+    principal = Principal(user)
+    memberships = await Membership.filter(user_id=user.id).select_related("role")
+    for membership in memberships:
+        perms = set(membership.role.permissions or [])
+        principal.roles.setdefault(membership.project_id, []).append(membership.role.code)
+        if membership.project_id is None:
+            principal.head_office |= perms
+        else:
+            principal.per_project.setdefault(membership.project_id, set()).update(perms)
+    return principal
+
+
+BUILTIN_ROLES = {
+    "admin": "Administrator",
+    "manager": "Manager",
+    "agent": "Agent",
+    "staff": "Department staff",
+    "cashier": "Cashier",
+    "readonly": "Read-only",
+}
+
+
+async def sync_roles(permissions: list) -> None:
+    """Create the built-in roles and grant newly declared permissions by default.
+
+    A permission is offered to a role's defaults once; if an admin later
+    removes it, it stays removed.
+    """
+    for code, name in BUILTIN_ROLES.items():
+        role, _ = await Role.get_or_create(code=code, defaults={"name": name, "builtin": True})
+        granted = set(role.permissions or [])
+        seen = set(role.seen_defaults or [])
+        for permission in permissions:
+            if code in permission.roles and permission.code not in seen:
+                granted.add(permission.code)
+                seen.add(permission.code)
+        if granted != set(role.permissions or []) or seen != set(role.seen_defaults or []):
+            role.permissions = sorted(granted)
+            role.seen_defaults = sorted(seen)
+            await role.save()

@@ -1,0 +1,223 @@
+"""`run.py` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import subprocess
+import sys
+from typing import Any
+
+from core import settings as settings_module
+from core.plugins import PluginError, PluginHost
+from core.settings import ROOT
+
+log = logging.getLogger("courtyard")
+
+
+def _host() -> PluginHost:
+    from core.plugins import use_host
+    from core.settings import current
+
+    return use_host(PluginHost.discover(extra_modules=current().get("plugins.extra", [])))
+
+
+async def _with_db(host: PluginHost, settings, work) -> Any:
+    from core import db
+
+    config = await db.init(host, settings.database_url)
+    try:
+        return await work(config)
+    finally:
+        await db.close()
+
+
+async def migrate_database(host: PluginHost, settings, quiet: bool = False) -> None:
+    from core import db
+    from core.shell import sync_permissions
+
+    def progress(event: str, app: str, name: str) -> None:
+        if event == "apply_done" and not quiet:
+            print(f"  applied {app}.{name}")
+
+    async def work(config):
+        await db.migrate(config, progress=progress)
+        await sync_permissions(host)
+
+    await _with_db(host, settings, work)
+
+
+def cmd_migrate(args, settings) -> int:
+    host = _host()
+    print(f"Migrating {settings.database_url} ...")
+    asyncio.run(migrate_database(host, settings))
+    print("Database is up to date.")
+    return 0
+
+
+def cmd_makemigrations(args, settings) -> int:
+    from core import db
+
+    host = _host()
+
+    async def work(config):
+        if args.plugin:
+            config = {**config, "apps": {k: v for k, v in config["apps"].items() if k in args.plugin}}
+        writers = await db.pending_model_changes(config)
+        if not writers:
+            print("No changes detected.")
+        for writer in writers:
+            if args.plugin and writer.app_label not in args.plugin:
+                continue
+            print(f"Created {writer.app_label}.{writer.name}: {writer.write()}")
+
+    settings.data["database"]["url"] = "sqlite://:memory:"
+    asyncio.run(_with_db(host, settings, work))
+    return 0
+
+
+def cmd_createsuperuser(args, settings) -> int:
+    from core.accounts import create_user
+
+    username = args.username or input("Username: ").strip()
+    password = args.password or os.environ.get("COURTYARD_SUPERUSER_PASSWORD") or getpass.getpass("Password: ")
+    host = _host()
+
+    async def work(config):
+        await create_user(username, password, display_name=username, role="admin", project=None)
+
+    asyncio.run(migrate_database(host, settings, quiet=True))
+    asyncio.run(_with_db(host, settings, work))
+    print(f"Created head-office administrator {username!r}.")
+    return 0
+
+
+def cmd_plugins(args, settings) -> int:
+    from core.models import Project, ProjectModule
+
+    host = _host()
+
+    async def work(config):
+        projects = await Project.all().order_by("code")
+        enabled = {}
+        for row in await ProjectModule.filter(enabled=True).values("project_id", "module"):
+            enabled.setdefault(row["module"], set()).add(row["project_id"])
+        for plugin in host.plugins:
+            m = plugin.manifest
+            if not m.per_project:
+                where = "always on"
+            else:
+                on = [p.code for p in projects if p.id in enabled.get(m.name, set())]
+                where = "enabled in: " + (", ".join(on) if on else "(none)")
+            deps = f" depends: {', '.join(m.depends)}" if m.depends else ""
+            print(f"{m.name:14} {m.version:8} [{plugin.origin}] {where}{deps}")
+
+    asyncio.run(_with_db(host, settings, work))
+    return 0
+
+
+def cmd_demo(args, settings) -> int:
+    from core.demo import load_demo
+
+    host = _host()
+    asyncio.run(migrate_database(host, settings, quiet=True))
+    logins = asyncio.run(_with_db(host, settings, lambda config: load_demo(host)))
+    base = settings["server"]["base_url"]
+    print()
+    if logins:
+        print("Demo estates loaded. Log in with any of these (password: demo1234):")
+        for username, role in logins:
+            print(f"  {username:16} {role}")
+    else:
+        print("Demo data already present (log in as admin / demo1234).")
+    print()
+    if args.no_serve:
+        return 0
+    print(f"Courtyard is at {base}/")
+    return cmd_serve(args, settings)
+
+
+def cmd_serve(args, settings) -> int:
+    import uvicorn
+
+    from core.app import create_app
+
+    host = settings["server"]["host"] if not getattr(args, "host", None) else args.host
+    port = int(getattr(args, "port", None) or settings["server"]["port"])
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    return 0
+
+
+def cmd_worker(args, settings) -> int:
+    from core.jobs import run_worker
+
+    asyncio.run(run_worker(_host(), settings, once=args.once))
+    return 0
+
+
+def cmd_test(args, settings) -> int:
+    command = [sys.executable, "-m", "pytest", *args.pytest_args]
+    if not any(a.startswith("-n") for a in args.pytest_args):
+        command[3:3] = ["-n", os.environ.get("COURTYARD_TEST_WORKERS", "auto")]
+    return subprocess.call(command, cwd=ROOT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description="Courtyard — modular customer-service suite for estates. Without a command: serve.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="serve the web app (and run jobs in-process unless disabled)")
+    p.add_argument("--host", help="bind address (default from settings.toml)")
+    p.add_argument("--port", type=int, help="port (default from settings.toml)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="create the database, load the demo estates, print logins and serve")
+    p.add_argument("--no-serve", action="store_true", help="load the demo data and exit")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema in place")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("makemigrations", help="write migrations for model changes (developers)")
+    p.add_argument("plugin", nargs="*", help="only these plugins")
+    p.set_defaults(func=cmd_makemigrations)
+
+    p = sub.add_parser("createsuperuser", help="create a head-office administrator")
+    p.add_argument("--username")
+    p.add_argument("--password", help="(or COURTYARD_SUPERUSER_PASSWORD; asked when missing)")
+    p.set_defaults(func=cmd_createsuperuser)
+
+    p = sub.add_parser("plugins", help="list installed plugins and where each is enabled")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("worker", help="run scheduled jobs and send email, without serving pages")
+    p.add_argument("--once", action="store_true", help="run what is due now and exit")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("test", help="run the whole test suite (SQLite, and PostgreSQL when reachable)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
+    p.set_defaults(func=cmd_test)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv or ["serve"])
+    if args.command is None:
+        args = parser.parse_args(["serve", *argv])
+    settings = settings_module.use(settings_module.load())
+    try:
+        return args.func(args, settings)
+    except PluginError as exc:
+        print(f"Courtyard cannot start: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,176 @@
+"""Courtyard hook specifications — the contract between core and plugins.
+
+A plugin implements any of these with `@hookimpl` from `core.api`, taking
+only the arguments it uses (pluggy passes arguments by name; never give them
+defaults). A hook may return a value, a callable returning a value, or an
+awaitable; core resolves all three (see `core.plugins.resolve`).
+
+Two kinds of hook, kept apart on purpose:
+
+* **Global hooks** (`register_*`, `startup`) are called once per process for
+  every installed plugin, whatever projects have it enabled.
+* **Project hooks** (`navigation`, `dashboard_tiles`, `customer_sections`,
+  `search`, `domain_event`, `dunning_holds`, `callback_task_requested`, ...)
+  are called only for plugins enabled in the project concerned. A plugin
+  disabled for a project is never asked about it.
+
+Core registers its own features through these same hooks. The hook API is
+versioned by `core.kit.HOOK_API_VERSION`; hooks only ever gain arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("courtyard")
+
+# --------------------------------------------------------------------------
+# Global hooks: register what a plugin brings
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def register_models() -> list[str]:
+    """Model modules of this plugin, e.g. ``["plugins.fees.models"]``.
+
+    Each plugin is one Tortoise app whose label is the plugin name; its table
+    names must start with ``<plugin>_``. Relations to core use ``"core.Unit"``.
+    Return: a list of importable module paths.
+    """
+
+
+@hookspec
+def register_routes() -> list[Any]:
+    """Project pages of this plugin.
+
+    Return Starlette routes built with ``core.api.route``; core mounts them
+    under ``/p/{project}/<plugin>/``, answers 404 where the plugin is disabled
+    for the project, checks the route's declared permission and loads its
+    declared record (scoped to the project, 404 otherwise).
+    """
+
+
+@hookspec
+def register_global_routes() -> list[Any]:
+    """Pages outside any project, mounted under ``/<plugin>/`` (core: ``/``).
+
+    Login is required unless the route is built with ``public=True`` (pages
+    opened from signed links in emails); the data scope is then every project
+    the user belongs to, or nothing for public routes (use
+    ``core.api.unscoped()`` only after verifying the link's signature).
+    Routes built with ``webhook=True`` are mounted under ``/hooks/<plugin>/``,
+    are public and skip the browser CSRF check: verify the caller's signature.
+    Return: Starlette routes built with ``core.api.route``.
+    """
+
+
+@hookspec
+def register_permissions() -> list[Any]:
+    """Permissions this plugin declares.
+
+    Return: ``core.api.Permission`` objects; codes are ``<plugin>.<action>``.
+    """
+
+
+@hookspec
+def register_jobs() -> list[Any]:
+    """Scheduled jobs of this plugin.
+
+    Return: ``core.api.JobSpec`` objects; names are ``<plugin>.<job>``.
+    """
+
+
+@hookspec
+def register_settings() -> dict[str, Any]:
+    """Default settings for this plugin's section of ``settings.toml``.
+
+    Return: a dict of defaults; the section is named after the plugin and each
+    value is overridable by ``COURTYARD_<PLUGIN>_<KEY>``.
+    """
+
+
+@hookspec
+def register_template_dirs() -> list[str]:
+    """Extra template directories (the package's ``templates/`` is added by default).
+
+    Return: a list of paths. Templates must live under ``<plugin>/`` inside them.
+    """
+
+
+@hookspec
+def register_static_dirs() -> list[str]:
+    """Extra static directories (the package's ``static/`` is added by default).
+
+    Return: a list of paths, served under ``/static/``; put files under ``<plugin>/``.
+    """
+
+
+@hookspec
+def startup(app: Any) -> Any:
+    """Called once when the app process has started and the database is ready.
+
+    May return an awaitable. Do not do slow work here.
+    """
+
+
+# --------------------------------------------------------------------------
+# Project hooks: add to what core renders (only where the plugin is enabled)
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def navigation(request: Any, project: Any) -> list[Any]:
+    """Navigation entries for a project page.
+
+    Return: ``core.api.NavItem`` objects; items whose ``permission`` the user
+    lacks are hidden by core.
+    """
+
+
+@hookspec
+def dashboard_tiles(request: Any, project: Any) -> list[Any]:
+    """KPI tiles and charts for the project dashboard.
+
+    Return: ``core.api.DashboardTile`` objects (or an awaitable of them). A
+    failure shows "unavailable" in this plugin's place only.
+    """
+
+
+@hookspec
+def customer_sections(request: Any, customer: Any) -> list[Any]:
+    """Sections of the customer 360 page for ``customer`` (its project is ``customer.project_id``).
+
+    Return: ``core.api.CustomerSection`` objects (or an awaitable of them). A
+    failure shows "section unavailable" and is logged; the page still renders.
+    """
+
+
+@hookspec
+def search(request: Any, query: str, project_ids: list[int]) -> list[Any]:
+    """Global search results for ``query`` within ``project_ids``.
+
+    Called for plugins enabled in at least one of the projects.
+    Return: ``core.api.SearchResult`` objects (or an awaitable of them).
+    """
+
+
+@hookspec
+def domain_event(event: Any) -> Any:
+    """React to a domain event (``core.api.DomainEvent``) of the event's project.
+
+    Runs inside the transaction that made the change; raising rolls it back.
+    May return an awaitable. Return value is ignored.
+    """
+
+
+@hookspec
+def demo_data(project: Any, rng: Any) -> Any:
+    """Add this plugin's sample records to a demo ``project`` (``run.py demo``).
+
+    Called after core has created the estate's buildings, units, customers and
+    staff, for plugins enabled in the project. ``rng`` is a seeded
+    ``random.Random`` so the demo is the same on every machine. May return an
+    awaitable.
+    """

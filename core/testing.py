@@ -1,0 +1,349 @@
+"""Pytest fixtures for Courtyard and its plugins (the test kit).
+
+Enable in a `conftest.py` with ``pytest_plugins = ["core.testing"]``.
+
+Every test that uses a database runs once on SQLite and once on PostgreSQL
+(when a server answers at ``COURTYARD_TEST_PG``, default
+``postgres://postgres@127.0.0.1:5432/test``; with ``CI`` set, an unreachable
+PostgreSQL fails the run instead of skipping). Each test gets its own fresh,
+migrated database: copied from a template file on SQLite, ``CREATE DATABASE
+... TEMPLATE`` on PostgreSQL. Nothing is ever written to the ``test`` database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from core import settings as settings_module
+from core.plugins import PluginHost
+
+PG_URL = os.environ.get("COURTYARD_TEST_PG", "postgres://postgres@127.0.0.1:5432/test")
+PASSWORD = "secret-pass-1"
+
+
+# Databases -----------------------------------------------------------------
+
+
+def _pg_server_url(dbname: str) -> str:
+    parsed = urlparse(PG_URL)
+    return parsed._replace(path=f"/{dbname}").geturl()
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_pg_server_url(urlparse(PG_URL).path.lstrip("/") or "postgres"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def postgres_available() -> bool:
+    try:
+        asyncio.run(asyncio.wait_for(_pg_admin("SELECT 1"), 5))
+        return True
+    except Exception:
+        return False
+
+
+async def _migrate(host: PluginHost, url: str) -> None:
+    from core import db
+    from core.shell import sync_permissions
+
+    config = await db.init(host, url)
+    try:
+        await db.migrate(config)
+        await sync_permissions(host)
+    finally:
+        await db.close()
+
+
+class DatabaseFactory:
+    """Makes fresh migrated databases from one template per kind and test process."""
+
+    def __init__(self, tmp: Path, worker: str):
+        self.tmp = tmp
+        self.worker = worker
+        self.templates: dict[tuple[str, tuple[str, ...]], str] = {}
+        self.created_pg: list[str] = []
+
+    def template(self, kind: str, host: PluginHost) -> str:
+        key = (kind, tuple(host.names))
+        if key not in self.templates:
+            if kind == "sqlite":
+                path = self.tmp / f"template-{len(self.templates)}.sqlite3"
+                asyncio.run(_migrate(host, f"sqlite://{path}"))
+                self.templates[key] = str(path)
+            else:
+                name = f"cy_tpl_{self.worker}_{os.getpid()}_{len(self.templates)}"
+                asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}"'))
+                asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+                self.created_pg.append(name)
+                asyncio.run(_migrate(host, _pg_server_url(name)))
+                self.templates[key] = name
+        return self.templates[key]
+
+    async def fresh(self, kind: str, host: PluginHost) -> str:
+        # run_in_executor, unlike to_thread, does not copy this task's context:
+        # the template is built with no Tortoise context of a previous test around.
+        template = await asyncio.get_running_loop().run_in_executor(None, self.template, kind, host)
+        if kind == "sqlite":
+            path = self.tmp / f"db-{uuid.uuid4().hex[:10]}.sqlite3"
+            shutil.copyfile(template, path)
+            return f"sqlite://{path}"
+        name = f"cy_t_{uuid.uuid4().hex[:12]}"
+        await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        self.created_pg.append(name)
+        return _pg_server_url(name)
+
+    async def drop(self, url: str) -> None:
+        if url.startswith("postgres"):
+            name = urlparse(url).path.lstrip("/")
+            with contextlib.suppress(Exception):
+                await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if name in self.created_pg:
+                self.created_pg.remove(name)
+
+    def cleanup(self) -> None:
+        for name in list(self.created_pg):
+            with contextlib.suppress(Exception):
+                asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+_pg_checked: bool | None = None
+
+
+def _pg_ok() -> bool:
+    global _pg_checked
+    if _pg_checked is None:
+        _pg_checked = postgres_available()
+    return _pg_checked
+
+
+def pytest_generate_tests(metafunc):
+    if "db_kind" in metafunc.fixturenames:
+        kinds = os.environ.get("COURTYARD_TEST_DBS", "sqlite,postgres").split(",")
+        metafunc.parametrize("db_kind", [k.strip() for k in kinds if k.strip()], scope="session")
+
+
+@pytest.fixture(scope="session")
+def database_factory(tmp_path_factory) -> Iterable[DatabaseFactory]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    factory = DatabaseFactory(tmp_path_factory.mktemp("db"), worker)
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture(scope="session")
+def db_kind_ok(db_kind):
+    if db_kind == "postgres" and not _pg_ok():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_URL}, and CI must run the PostgreSQL tests")
+        pytest.skip("PostgreSQL is not reachable")
+    return db_kind
+
+
+# The app -------------------------------------------------------------------
+
+
+@pytest.fixture
+def plugin_modules() -> list[str]:
+    """Override to register extra plugin modules (importable names) for a test."""
+    return []
+
+
+@pytest.fixture
+def host(plugin_modules) -> PluginHost:
+    return PluginHost.discover(entry_points=False, extra_modules=plugin_modules)
+
+
+@pytest.fixture
+async def database_url(db_kind_ok, database_factory, host) -> AsyncIterator[str]:
+    url = await database_factory.fresh(db_kind_ok, host)
+    yield url
+    await database_factory.drop(url)
+
+
+@pytest.fixture
+def settings(tmp_path, database_url) -> settings_module.Settings:
+    s = settings_module.load(environ={})
+    s.data["database"]["url"] = database_url
+    s.data["storage"]["path"] = str(tmp_path / "files")
+    s.data["security"]["secret_key"] = "test-secret"
+    s.data["smtp"]["host"] = ""
+    s.data["server"]["embedded_worker"] = False
+    return s
+
+
+@pytest.fixture
+async def app(settings, host) -> AsyncIterator[Any]:
+    from core.app import create_app
+
+    application = create_app(settings, host, run_jobs=False)
+    async with application.router.lifespan_context(application.starlette):
+        yield application
+
+
+class Client(httpx.AsyncClient):
+    """An httpx client for the app that knows the CSRF token."""
+
+    @property
+    def csrf(self) -> str:
+        return self.cookies.get("csrftoken") or ""
+
+    async def ensure_csrf(self) -> str:
+        if not self.csrf:
+            await self.get("/login")
+        return self.csrf
+
+    async def form(self, url: str, data: dict[str, Any] | None = None, *, htmx: bool = False, **kwargs) -> httpx.Response:
+        token = await self.ensure_csrf()
+        payload = {"csrftoken": token, **(data or {})}
+        headers = kwargs.pop("headers", {}) or {}
+        if htmx:
+            headers["HX-Request"] = "true"
+        return await self.post(url, data=payload, headers=headers, **kwargs)
+
+    async def login(self, username: str, password: str = PASSWORD) -> httpx.Response:
+        response = await self.form("/login", {"username": username, "password": password})
+        assert response.status_code == 303, f"login of {username} failed: {response.status_code} {response.text[:300]}"
+        return response
+
+
+@pytest.fixture
+async def client(app) -> AsyncIterator[Client]:
+    async with Client(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+async def make_client(app):
+    """Factory for more clients (one per user) on the same app."""
+    clients: list[Client] = []
+
+    def factory() -> Client:
+        c = Client(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        clients.append(c)
+        return c
+
+    yield factory
+    for c in clients:
+        await c.aclose()
+
+
+# Data ----------------------------------------------------------------------
+
+
+async def make_project(code: str = "EAST", name: str | None = None, modules: Iterable[str] | None = None, host: PluginHost | None = None, **kw):
+    """A project with the given modules enabled (default: every installed module)."""
+    from core.models import Project, ProjectModule
+    from core.scope import unscoped
+
+    with unscoped():
+        project = await Project.create(code=code, name=name or f"Estate {code}", **kw)
+        if modules is None:
+            modules = [p.name for p in (host or PluginHost.discover(entry_points=False)).toggleable()]
+        for module in modules:
+            await ProjectModule.create(project=project, module=module, enabled=True)
+        return project
+
+
+async def make_user(username: str, role: str = "agent", project=None, password: str = PASSWORD, **kw):
+    from core.accounts import create_user
+
+    return await create_user(username, password, role=role, project=project, **kw)
+
+
+async def make_units(project, count: int = 3, building_code: str = "1"):
+    from core.models import Building, Unit
+    from core.scope import unscoped
+
+    with unscoped():
+        building, _ = await Building.get_or_create(project=project, code=building_code, defaults={"name": f"{building_code}栋"})
+        units = []
+        for i in range(count):
+            units.append(
+                await Unit.create(project=project, building=building, code=f"{building_code}-1-{101 + i}", floor=1, area="88.50")
+            )
+        return units
+
+
+# Other app processes ---------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A real `run.py serve` process on the test's database (another app process)."""
+
+    def __init__(self, settings: settings_module.Settings, plugin_modules: list[str], extra_env: dict | None = None):
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "COURTYARD_NO_BOOTSTRAP": "1",
+            "COURTYARD_DATABASE_URL": settings["database"]["url"],
+            "COURTYARD_SECURITY_SECRET_KEY": settings["security"]["secret_key"],
+            "COURTYARD_STORAGE_PATH": str(settings["storage"]["path"]),
+            "COURTYARD_SERVER_EMBEDDED_WORKER": "false",
+            "COURTYARD_PLUGINS_EXTRA": ",".join(plugin_modules),
+            **(extra_env or {}),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, str(settings_module.ROOT / "run.py"), "serve", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait(self, timeout: float = 30) -> "LiveServer":
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with httpx.AsyncClient() as probe:
+            while True:
+                if self.process.poll() is not None:
+                    output = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+                    raise RuntimeError(f"live server exited with {self.process.returncode}:\n{output[-3000:]}")
+                try:
+                    await probe.get(self.url + "/login", timeout=1)
+                    return self
+                except httpx.HTTPError:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise RuntimeError("live server did not start in time")
+                    await asyncio.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except Exception:
+            self.process.kill()
+
+
+@pytest.fixture
+async def live_server(settings, plugin_modules, app) -> AsyncIterator[LiveServer]:
+    """Another app process on the same database (the in-process `app` has migrated it)."""
+    server = LiveServer(settings, plugin_modules)
+    try:
+        yield await server.wait()
+    finally:
+        server.stop()

@@ -1,0 +1,70 @@
+"""An in-test plugin gets its route, navigation, tile; modules switch per estate at once."""
+
+import httpx
+import pytest
+
+from core.testing import make_project, make_user
+
+HELLO = "tests.sample_plugins.hello"
+
+
+@pytest.fixture
+def plugin_modules():
+    return [HELLO]
+
+
+@pytest.fixture
+async def estates(app, host):
+    east = await make_project("EAST", host=host)
+    west = await make_project("WEST", host=host)
+    await make_user("east_agent", "agent", east)
+    await make_user("east_admin", "admin", east)
+    await make_user("east_readonly", "readonly", east)
+    return east, west
+
+
+async def test_plugin_route_navigation_and_tile(client, estates):
+    await client.login("east_agent")
+    page = await client.get("/p/EAST/hello/")
+    assert page.status_code == 200 and "hello from EAST" in page.text
+    dashboard = await client.get("/p/EAST/")
+    assert dashboard.status_code == 200
+    assert 'href="/p/EAST/hello/"' in dashboard.text and "Hello nav" in dashboard.text
+    assert "Hello tile" in dashboard.text and ">42<" in dashboard.text
+
+
+async def test_plugin_permission_gates_its_route(client, estates):
+    await client.login("east_readonly")
+    assert (await client.get("/p/EAST/hello/")).status_code == 403
+    dashboard = await client.get("/p/EAST/")
+    assert "Hello nav" not in dashboard.text
+
+
+async def test_other_estate_answers_404(client, estates):
+    await client.login("east_agent")
+    assert (await client.get("/p/WEST/hello/")).status_code == 404
+    assert (await client.get("/p/WEST/")).status_code == 404
+    assert (await client.get("/p/NOPE/")).status_code == 404
+
+
+async def test_anonymous_is_sent_to_login(client, estates):
+    response = await client.get("/p/EAST/hello/")
+    assert response.status_code == 303 and response.headers["location"].startswith("/login?next=/p/EAST/hello/")
+
+
+async def test_module_toggle_applies_in_another_process_without_restart(client, estates, live_server):
+    await client.login("east_admin")
+    other = httpx.AsyncClient(base_url=live_server.url, cookies=dict(client.cookies.items()))
+    try:
+        assert (await other.get("/p/EAST/hello/")).status_code == 200
+        response = await client.form("/p/EAST/modules/hello", {"enabled": "0"})
+        assert response.status_code == 303
+        # The other app process sees it at once: pages 404, nav and tile gone.
+        assert (await other.get("/p/EAST/hello/")).status_code == 404
+        dashboard = await other.get("/p/EAST/")
+        assert "Hello nav" not in dashboard.text and "Hello tile" not in dashboard.text
+        # The other estate is untouched.
+        await client.form("/p/EAST/modules/hello", {"enabled": "1"})
+        assert (await other.get("/p/EAST/hello/")).status_code == 200
+    finally:
+        await other.aclose()
