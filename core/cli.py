@@ -159,6 +159,18 @@ def cmd_worker(args, settings) -> int:
     return 0
 
 
+def cmd_i18n(args, settings) -> int:
+    from core import i18n_tools
+
+    host = _host()
+    for plugin in host.plugins:
+        if plugin.origin not in ("core", "builtin"):
+            continue
+        missing = i18n_tools.update(plugin)
+        print(f"{plugin.name:14} untranslated: " + ", ".join(f"{k} {v}" for k, v in missing.items()))
+    return 0
+
+
 def cmd_test(args, settings) -> int:
     command = [sys.executable, "-m", "pytest", *args.pytest_args]
     if not any(a.startswith("-n") for a in args.pytest_args):
@@ -202,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run scheduled jobs and send email, without serving pages")
     p.add_argument("--once", action="store_true", help="run what is due now and exit")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("i18n", help="extract translatable strings into each plugin's catalogs (developers)")
+    p.set_defaults(func=cmd_i18n)
 
     p = sub.add_parser("test", help="run the whole test suite (SQLite, and PostgreSQL when reachable)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")

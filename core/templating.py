@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -162,7 +161,3 @@ async def render(
     if data["toasts"]:
         response.delete_cookie("courtyard_toast")
     return response
-
-
-def _format_decimal(value: Decimal) -> str:
-    return i18n.format_number(value, 2)

@@ -249,11 +249,16 @@
     if (circular) {
       if (type === "doughnut") options.cutout = "62%";
     } else {
+      // counts (all integers) get integer ticks: no "2.5 work orders"
+      var allIntegers = datasets.every(function (ds) {
+        return (ds.data || []).every(function (v) { return v == null || (typeof v === "number" && Math.floor(v) === v); });
+      });
       options.interaction = { intersect: false, mode: "index" };
       options.scales = {
         x: { grid: { display: false }, ticks: { color: text }, border: { color: grid } },
         y: { beginAtZero: true, grid: { color: grid }, ticks: { color: text }, border: { display: false } }
       };
+      if (allIntegers) options.scales.y.ticks.precision = 0;
     }
     if (isPlainObject(spec.options)) merge(options, spec.options);
 
