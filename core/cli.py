@@ -171,6 +171,13 @@ def cmd_i18n(args, settings) -> int:
     return 0
 
 
+def cmd_hookdoc(args, settings) -> int:
+    from core.hookdoc import write
+
+    print(f"Wrote {write()}")
+    return 0
+
+
 def cmd_test(args, settings) -> int:
     command = [sys.executable, "-m", "pytest", *args.pytest_args]
     if not any(a.startswith("-n") for a in args.pytest_args):
@@ -218,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("i18n", help="extract translatable strings into each plugin's catalogs (developers)")
     p.set_defaults(func=cmd_i18n)
 
+    p = sub.add_parser("hookdoc", help="regenerate docs/hooks.md from core/hookspecs.py (developers)")
+    p.set_defaults(func=cmd_hookdoc)
+
     p = sub.add_parser("test", help="run the whole test suite (SQLite, and PostgreSQL when reachable)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")
     p.set_defaults(func=cmd_test)
@@ -226,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tortoise").setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv or ["serve"])
     if args.command is None:

@@ -206,6 +206,13 @@ class PluginHost:
                 self.pm.register(plugin.module, name=plugin.name)
             except pluggy.PluginValidationError as exc:
                 raise PluginError(plugin.name, f"invalid hook implementation: {exc}") from exc
+        try:
+            # An implementation of a hook that does not exist is a typo or a
+            # plugin written for another version: refuse it instead of ignoring it.
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) or "?"
+            raise PluginError(name, f"implements an unknown hook: {exc}") from exc
         self._rank = {p.name: i for i, p in enumerate(self.plugins)}
 
     @classmethod

@@ -66,3 +66,8 @@ def test_start_up_with_a_broken_plugin_prints_one_line_and_stops(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["Courtyard cannot start: plugin 'future_api': written for hook API 2.0, this Courtyard provides 1.0"]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_implementing_an_unknown_hook_is_refused():
+    with pytest.raises(PluginError, match="plugin 'typo_hook': implements an unknown hook"):
+        PluginHost.discover(entry_points=False, extra_modules=[f"{SAMPLES}.typo_hook"])
