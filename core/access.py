@@ -31,9 +31,9 @@ async def record(request, action: str, target: str = "", *, project_id=None, use
     with unscoped():
         await AccessEvent.create(
             user_id=user_id if user_id is not None else (principal.id if principal else None),
-            username=username if username is not None else (principal.user.username if principal else ""),
+            username=(username if username is not None else (principal.user.username if principal else ""))[:64],
             action=action,
-            target=str(target),
+            target=str(target)[:255],
             project_id=project_id,
             ip=(request.client.host if request is not None and request.client else ""),
             detail=detail,

@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from core import db, i18n
 from core import settings as settings_module
+from core.csrf_multipart import MultipartCsrfToken
 from core.plugins import PluginHost, use_host
 from core.scope import OutOfScope
 from core.templating import THEMES_DIR, Templates, list_themes
@@ -183,6 +184,9 @@ def create_app(
         from core.shell import sync_permissions
 
         await sync_permissions(host)
+        from core import realtime
+
+        await realtime.start(settings)
         await host.call("startup", contain=False, app=app)
         worker = None
         if run_jobs:
@@ -194,6 +198,7 @@ def create_app(
         finally:
             if worker is not None:
                 await worker.stop()
+            await realtime.stop()
             await db.close()
 
     app = Starlette(
@@ -220,6 +225,8 @@ def create_app(
         cookie_secure=settings["security"]["secure_cookies"],
         cookie_samesite="Lax",
     )
+    # Plain upload forms: asgi-csrf cannot read multipart bodies itself (see core/csrf_multipart.py).
+    protected = MultipartCsrfToken(protected, skip_if_scope=skip_csrf)
     wrapped = SecurityHeaders(protected, secure_cookies=settings["security"]["secure_cookies"])
     # Keep attribute access (app.state, app.router) working on the outer object for tests and run.py.
     wrapped.state = app.state  # type: ignore[attr-defined]

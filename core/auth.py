@@ -16,6 +16,8 @@ from datetime import datetime, timedelta, timezone
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from tortoise import fields
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
 from tortoise.models import Model
 
 from core.models import Membership, Project, Role, User
@@ -135,7 +137,11 @@ class Principal:
 
     async def project_ids(self) -> list[int]:
         if self.is_head_office:
-            return [pid for pid in await Project.filter(is_active=True).values_list("id", flat=True)]
+            from core.scope import unscoped
+
+            # Asked while the guard's scope is still empty: head office belongs to every estate.
+            with unscoped():
+                return [pid for pid in await Project.filter(is_active=True).values_list("id", flat=True)]
         return sorted(self.per_project)
 
 
@@ -180,3 +186,78 @@ async def sync_roles(permissions: list) -> None:
             role.permissions = sorted(granted)
             role.seen_defaults = sorted(seen)
             await role.save()
+
+
+async def end_sessions(user_id: int, keep_token: str | None = None) -> int:
+    """End every session of a user (deactivation, password reset), except the one given."""
+    query = Session.filter(user_id=user_id)
+    if keep_token:
+        query = query.exclude(token_hash=_digest(keep_token))
+    return await query.delete()
+
+
+# Login throttling -------------------------------------------------------------
+
+
+class LoginThrottle(Model):
+    """Failed logins per account ("user:<name>") and per client address ("ip:<addr>").
+
+    Kept in the database so every app process counts the same failures.
+    """
+
+    id = fields.IntField(primary_key=True)
+    key = fields.CharField(max_length=128, unique=True)
+    failures = fields.IntField(default=0)
+    last_failure_at = fields.DatetimeField()
+    locked_until = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "core_login_throttle"
+
+
+def throttle_keys(username: str, ip: str) -> dict[str, str]:
+    keys = {"user": "user:" + username.strip().lower()[:120]}
+    if ip:
+        keys["ip"] = "ip:" + ip[:120]
+    return keys
+
+
+async def locked_keys(keys: dict[str, str]) -> list[str]:
+    """The kinds ("user", "ip") currently locked out."""
+    rows = await LoginThrottle.filter(key__in=list(keys.values()), locked_until__gt=now())
+    locked = {row.key for row in rows}
+    return [kind for kind, key in keys.items() if key in locked]
+
+
+async def count_failure(keys: dict[str, str], limits: dict[str, int], window: timedelta) -> list[str]:
+    """Count a failed login; return the kinds that became locked by it (for the access log).
+
+    Failures older than the lockout window are forgotten, so a few typos a day
+    never add up to a lockout.
+    """
+    at = now()
+    newly_locked = []
+    for kind, key in keys.items():
+        row = await LoginThrottle.get_or_none(key=key)
+        if row is None:
+            try:
+                row = await LoginThrottle.create(key=key, failures=1, last_failure_at=at)
+            except IntegrityError:  # another process created it meanwhile
+                row = await LoginThrottle.get(key=key)
+                await LoginThrottle.filter(id=row.id).update(failures=F("failures") + 1, last_failure_at=at)
+        elif at - row.last_failure_at > window:
+            await LoginThrottle.filter(id=row.id).update(failures=1, last_failure_at=at)
+        else:
+            await LoginThrottle.filter(id=row.id).update(failures=F("failures") + 1, last_failure_at=at)
+        row = await LoginThrottle.get(id=row.id)
+        if row.failures >= limits[kind]:
+            # Locked for the whole window; counting starts again afterwards.
+            await LoginThrottle.filter(id=row.id).update(locked_until=at + window, failures=0)
+            newly_locked.append(kind)
+    return newly_locked
+
+
+async def clear_failures(username: str) -> None:
+    """A successful login forgets the account's failures (not the address's: one good
+    password must not reset the count of an address guessing other accounts)."""
+    await LoginThrottle.filter(key=throttle_keys(username, "")["user"]).delete()

@@ -64,8 +64,8 @@ def cmd_makemigrations(args, settings) -> int:
     host = _host()
 
     async def work(config):
-        if args.plugin:
-            config = {**config, "apps": {k: v for k, v in config["apps"].items() if k in args.plugin}}
+        # Every app stays in the config even when only some are asked for: a
+        # plugin's migrations must see core's to depend on them.
         writers = await db.pending_model_changes(config)
         if not writers:
             print("No changes detected.")

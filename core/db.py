@@ -7,9 +7,12 @@ for installed plugins). Migrations are Tortoise's own (`tortoise.migrations`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
@@ -17,6 +20,8 @@ from tortoise.transactions import in_transaction
 
 from core.plugins import PluginError, PluginHost
 from core.scope import install_scoped_managers
+
+log = logging.getLogger("courtyard.db")
 
 
 def tortoise_config(host: PluginHost, db_url: str) -> dict[str, Any]:
@@ -54,7 +59,22 @@ async def init(host: PluginHost, db_url: str) -> dict[str, Any]:
     except Exception as exc:
         raise PluginError("core", f"database init failed: {type(exc).__name__}: {exc}") from exc
     install_scoped_managers(all_models())
+    _check_descriptions(all_models())
     return config
+
+
+def _check_descriptions(models: list[type]) -> None:
+    """Refuse model docs that Tortoise would put into DDL in a way that breaks it.
+
+    Docstrings become SQL comments, and Tortoise's SQLite migrations split
+    statements at semicolons: one in a docstring yields a baffling syntax error.
+    """
+    for model in models:
+        texts = [model._meta.table_description or ""]
+        texts += [f.description or "" for f in model._meta.fields_map.values()]
+        if any(";" in text for text in texts):
+            app = model._meta.app or "?"
+            raise PluginError(app, f"model {model.__name__}: a docstring or field description contains ';' (use ',' or '.')")
 
 
 def all_models() -> list[type]:
@@ -109,9 +129,48 @@ async def migrate(config: dict[str, Any], progress=None) -> None:
     await migrate_api(config=config, progress=progress)
 
 
-def transaction():
-    """`async with transaction():` — one database transaction (nested ones are savepoints)."""
-    return in_transaction("default")
+# Callbacks waiting for the transaction they were registered in: one list per
+# open `transaction()` block of this task, merged into the enclosing block's
+# list when a savepoint is released and dropped when it rolls back.
+_after_commit: ContextVar[list[Callable[[], Awaitable[Any]]] | None] = ContextVar("courtyard_after_commit", default=None)
+
+
+@contextlib.asynccontextmanager
+async def transaction():
+    """`async with transaction():` — one database transaction (nested ones are savepoints).
+
+    Callbacks given to `after_commit` inside it run once the outermost block has committed.
+    """
+    enclosing = _after_commit.get()
+    pending: list[Callable[[], Awaitable[Any]]] = []
+    token = _after_commit.set(pending)
+    try:
+        async with in_transaction("default") as client:
+            yield client
+    finally:
+        _after_commit.reset(token)
+    if enclosing is not None:
+        enclosing.extend(pending)
+        return
+    for callback in pending:
+        try:
+            await callback()
+        except Exception:  # the change is committed: a failing follow-up must not undo the caller's success
+            log.exception("after-commit callback %r failed", callback)
+
+
+async def after_commit(callback: Callable[[], Awaitable[Any]]) -> None:
+    """Run `callback()` after the enclosing `transaction()` commits (nothing if it rolls back).
+
+    Outside a `transaction()` block it runs at once. For effects outside the
+    database that must not happen for a change that is rolled back, e.g.
+    waking other processes (`core.realtime.publish`).
+    """
+    pending = _after_commit.get()
+    if pending is None:
+        await callback()
+    else:
+        pending.append(callback)
 
 
 def connection():

@@ -108,6 +108,20 @@ def register_static_dirs() -> list[str]:
 
 
 @hookspec
+def register_call_adapters() -> list[Any]:
+    """Readers of PBX and cloud call-centre event formats, for the hotline's call webhook.
+
+    Return: objects with a ``name`` (chosen per PBX integration by an admin)
+    and ``parse(headers, body) -> list[core.api.CallEvent]``, where
+    ``headers`` is a case-insensitive mapping and ``body`` the raw request
+    bytes, already checked against the integration's signature. Raise
+    ``core.api.CallEventError`` with a message for a request that cannot be
+    read (answered with HTTP 400, nothing changes). The hotline registers its
+    generic JSON adapter ("generic") this way.
+    """
+
+
+@hookspec
 def startup(app: Any) -> Any:
     """Called once when the app process has started and the database is ready.
 
@@ -173,4 +187,26 @@ def demo_data(project: Any, rng: Any) -> Any:
     staff, for plugins enabled in the project. ``rng`` is a seeded
     ``random.Random`` so the demo is the same on every machine. May return an
     awaitable.
+    """
+
+
+@hookspec
+def dunning_holds(project: Any, unit_ids: list[int]) -> Any:
+    """Units among ``unit_ids`` whose dunning (催缴) should pause, e.g. while a complaint is open.
+
+    Called by the fees plugin before it applies dunning steps, for the other
+    plugins enabled in ``project``. Return: a set (or list) of unit ids to hold,
+    or an awaitable of it; units not returned are dunned as usual.
+    """
+
+
+@hookspec
+def callback_task_requested(project: Any, customer_id: Any, unit_id: Any, reason: str, due_at: Any, source: str) -> Any:
+    """Another plugin asks for a call to a customer (a dunning call, a follow-up).
+
+    The plugin that keeps the callback queue (hotline) adds a task for
+    ``customer_id`` (may be None when only the unit is known) about ``unit_id``,
+    due at ``due_at`` (aware UTC); ``reason`` is shown to the agent and
+    ``source`` names the asking record, e.g. "fees.Bill:42". Runs inside the
+    caller's transaction. Return: the task's id (or an awaitable of it), or None.
     """

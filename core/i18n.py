@@ -9,6 +9,7 @@ current request lives in a context variable; `gettext` and the template
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from contextvars import ContextVar
@@ -57,6 +58,26 @@ def load_catalogs(locale_dirs: Iterable[Path], locales: Iterable[str] = LOCALES)
 
 def set_locale(code: str) -> None:
     _locale.set(code if code in LOCALES else DEFAULT_LOCALE)
+
+
+@contextlib.contextmanager
+def keep_locale():
+    """Restore the current locale when the block ends."""
+    token = _locale.set(_locale.get())
+    try:
+        yield
+    finally:
+        _locale.reset(token)
+
+
+@contextlib.contextmanager
+def use_locale(code: str):
+    """Render in `code` for a block (emails in the customer's language)."""
+    token = _locale.set(code if code in LOCALES else DEFAULT_LOCALE)
+    try:
+        yield
+    finally:
+        _locale.reset(token)
 
 
 def get_locale() -> str:

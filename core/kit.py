@@ -154,3 +154,32 @@ class DomainEvent:
     project_id: int | None
     data: dict[str, Any] = field(default_factory=dict)
     actor_id: int | None = None
+
+
+CallEventKind = Literal["ringing", "answered", "ended", "missed"]
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """One event of a phone call, as a PBX adapter (hook `register_call_adapters`) reads it.
+
+    `kind`: "ringing" (the agent's phone rings: screen pop), "answered",
+    "ended" (hung up; never answered counts as missed) or "missed" (rang out,
+    abandoned in the queue: becomes a callback task).
+    """
+
+    event_id: str
+    """Unique per event at this PBX: the same id posted twice is processed once."""
+    kind: CallEventKind
+    call_id: str
+    """The PBX's id of the call; ties the events of one call together."""
+    caller: str
+    """The calling number as the PBX sends it (any spelling)."""
+    at: Any
+    """When it happened: an aware datetime."""
+    extension: str = ""
+    """The agent's extension (`core.models.User.extension`), empty when no one was rung."""
+
+
+class CallEventError(ValueError):
+    """An adapter could not read a request; str() is the message answered to the PBX (HTTP 400)."""

@@ -203,6 +203,28 @@ class Sequence(Model):
         table = "core_sequence"
         unique_together = (("project", "key"),)
 
+    @classmethod
+    async def take(cls, project_id: int, key: str, count: int = 1) -> int:
+        """Reserve the next `count` numbers of (project, key); returns the last one reserved.
+
+        Call it inside the transaction of the change that uses the numbers
+        (`async with transaction():`). The UPDATE locks the row until that
+        transaction ends, so concurrent callers wait and never share a number,
+        and a rollback gives the numbers back: the sequence has no gaps.
+        """
+        from tortoise.exceptions import IntegrityError
+        from tortoise.expressions import F
+        from tortoise.transactions import in_transaction
+
+        if not await cls.filter(project_id=project_id, key=key).exists():
+            try:
+                async with in_transaction("default"):  # a savepoint: losing the race to create it is harmless
+                    await cls.create(project_id=project_id, key=key, last_value=0)
+            except IntegrityError:
+                pass
+        await cls.filter(project_id=project_id, key=key).update(last_value=F("last_value") + count)
+        return (await cls.get(project_id=project_id, key=key)).last_value
+
 
 class Role(Model):
     """A named set of permissions: admin, manager, agent, staff, cashier, readonly, or custom."""

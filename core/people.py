@@ -111,3 +111,46 @@ async def link_unit(customer: Customer, unit, relation: str = "owner", start_dat
     return await CustomerUnit.create(
         project_id=customer.project_id, customer=customer, unit=unit, relation=relation, start_date=start_date
     )
+
+
+async def upsert_customer(
+    project: Project | int,
+    name: str,
+    phones: list[str],
+    *,
+    email: str = "",
+    id_number: str = "",
+) -> tuple[Customer, bool]:
+    """The estate's customer having any of `phones` (any spelling), updated; or a new one.
+
+    Given non-empty values replace the stored ones; numbers not on file yet
+    are added. Returns (customer, created). Imports use this so that loading
+    the same list twice creates no duplicates.
+    """
+    project_id = project if isinstance(project, int) else project.id
+    numbers = list(dict.fromkeys(normalize_phone(raw) for raw in phones))
+    link = (
+        await CustomerPhone.filter(project_id=project_id, number__in=numbers).order_by("id").first()
+        if numbers
+        else None
+    )
+    if link is None:
+        customer = await create_customer(project_id, name, numbers, email=email, id_number=id_number)
+        return customer, True
+    customer = await Customer.get(id=link.customer_id)
+    changed = []
+    if name and name != customer.name:
+        customer.name = name
+        customer.name_pinyin, customer.name_initials = pinyin_keys(name)
+        changed += ["name", "name_pinyin", "name_initials"]
+    for attr, value in (("email", email), ("id_number", id_number)):
+        if value and value != getattr(customer, attr):
+            setattr(customer, attr, value)
+            changed.append(attr)
+    if changed:
+        await customer.save(update_fields=changed)
+    known = set(await CustomerPhone.filter(customer_id=customer.id).values_list("number", flat=True))
+    for number in numbers:
+        if number not in known:
+            await CustomerPhone.create(project_id=project_id, customer=customer, number=number)
+    return customer, False

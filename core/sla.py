@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import chinese_calendar
 
-__all__ = ["WorkingCalendar", "deadline"]
+__all__ = ["WorkingCalendar", "calendar_from_settings", "deadline", "project_calendar"]
 
 logger = logging.getLogger(__name__)
 
@@ -286,3 +286,43 @@ def deadline(
     if calendar is None or not working_hours_only:
         return start.astimezone(UTC) + duration
     return calendar.add_working_time(start, duration)
+
+
+# --------------------------------------------------------------------------- #
+# A project's calendar
+# --------------------------------------------------------------------------- #
+
+
+def _clock_time(value, default: time) -> time:
+    if value in (None, ""):
+        return default
+    return time.fromisoformat(str(value))
+
+
+def calendar_from_settings(tz: str, settings: dict | None) -> WorkingCalendar:
+    """The :class:`WorkingCalendar` described by a project's ``calendar`` JSON and time zone.
+
+    Keys (all optional): ``day_start``/``day_end`` ("09:00"/"18:00"), ``lunch``
+    (["12:00", "13:30"], or null for none), ``use_statutory_holidays`` (true),
+    ``extra_holidays``/``extra_workdays`` (lists of "YYYY-MM-DD"). Missing keys
+    take the defaults of :class:`WorkingCalendar`; bad values raise ``ValueError``.
+    """
+    data = settings or {}
+    base = WorkingCalendar(tz=tz or "Asia/Shanghai")
+    lunch = base.lunch
+    if "lunch" in data:
+        lunch = None if not data["lunch"] else (_clock_time(data["lunch"][0], time(12, 0)), _clock_time(data["lunch"][1], time(13, 30)))
+    return WorkingCalendar(
+        tz=base.tz,
+        day_start=_clock_time(data.get("day_start"), base.day_start),
+        day_end=_clock_time(data.get("day_end"), base.day_end),
+        lunch=lunch,
+        use_statutory_holidays=bool(data.get("use_statutory_holidays", True)),
+        extra_holidays=frozenset(date.fromisoformat(d) for d in data.get("extra_holidays", ())),
+        extra_workdays=frozenset(date.fromisoformat(d) for d in data.get("extra_workdays", ())),
+    )
+
+
+def project_calendar(project) -> WorkingCalendar:
+    """The working calendar of a ``core.models.Project`` (its ``calendar`` JSON in its time zone)."""
+    return calendar_from_settings(project.timezone, project.calendar)

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from core import i18n
+from core.people import display_phone, mask_id_number, mask_phone
 from core.settings import ROOT
 
 log = logging.getLogger("courtyard.templates")
@@ -41,6 +42,45 @@ def list_themes(themes_dir: Path = THEMES_DIR) -> list[str]:
 def _json_attr(value: Any) -> Markup:
     """JSON for an HTML attribute (data-chart='...'); autoescape still applies to the result."""
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+PERSONAL_DATA = "core.view_personal_data"
+
+
+def may_see_personal_data(request: Request | None, project=None) -> bool:
+    """Whether the current user sees ID-card and phone numbers in `project` (default: the page's project).
+
+    On pages outside a project only a head-office grant counts, since the
+    record shown may belong to any estate.
+    """
+    from core.web import ctx
+
+    if request is None:
+        return False
+    context = ctx(request)
+    if context.principal is None:
+        return False
+    if project is None:
+        project = context.project
+    project_id = getattr(project, "id", project)
+    if project_id is None:
+        return PERSONAL_DATA in context.principal.head_office
+    return context.principal.can(PERSONAL_DATA, project_id)
+
+
+@jinja2.pass_context
+def _mask_id(context, value, project=None) -> str:
+    """`{{ mask_id(customer.id_number, customer.project_id) }}`: shown in full only to those allowed."""
+    value = value or ""
+    return value if may_see_personal_data(context.get("request"), project) else mask_id_number(value)
+
+
+@jinja2.pass_context
+def _mask_phone(context, value, project=None) -> str:
+    """`{{ mask_phone(phone.number) }}`: a stored E.164 number, readable or masked (138****8000)."""
+    if not value:
+        return ""
+    return display_phone(value) if may_see_personal_data(context.get("request"), project) else mask_phone(value)
 
 
 class Templates:
@@ -77,12 +117,15 @@ class Templates:
             env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
             env.globals.update(self.globals)
             env.globals["_"] = i18n.gettext
+            env.globals.update(mask_id=_mask_id, mask_phone=_mask_phone)
             env.filters.update(self.filters)
             env.filters.update(
                 money=i18n.format_money,
                 number=i18n.format_number,
                 percent=i18n.format_percent,
                 tojson_attr=_json_attr,
+                mask_id=_mask_id,
+                mask_phone=_mask_phone,
             )
             self._envs[theme] = env
         return self._envs[theme]

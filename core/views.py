@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from urllib.parse import quote
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -11,7 +14,7 @@ from core.models import Project, User
 from core.scope import unscoped
 from core.shell import ModuleError, dashboard_tiles, projects_for, set_module
 from core.templating import render
-from core.web import ctx, form_data, identify, redirect, toast
+from core.web import PASSWORD_CHANGE_PATH, ctx, form_data, identify, redirect, toast
 
 
 def _safe_next(target: str | None) -> str:
@@ -32,25 +35,59 @@ async def login_page(request: Request) -> Response:
     return await render(request, "core/login.html", {"next": request.query_params.get("next", "/")})
 
 
+def _login_failed_message(request: Request) -> str:
+    # One text for unknown account, wrong password and lockout: nothing tells which.
+    minutes = request.app.state.settings["security"]["lockout_minutes"]
+    return _(
+        "Login failed. Check the username and password. After several failed attempts, "
+        "logging in is paused for %(minutes)s minutes.",
+        minutes=minutes,
+    )
+
+
 async def login_submit(request: Request) -> Response:
+    from core.access import record
+
     form = await form_data(request)
-    username = form.get("username", "").strip()
+    username = form.get("username", "").strip().replace("\x00", "")[:64]
     password = form.get("password", "")
     target = _safe_next(form.get("next"))
+    sec = request.app.state.settings["security"]
+    keys = auth.throttle_keys(username, client_ip(request))
     with unscoped():
-        user = await User.get_or_none(username=username, is_active=True)
-    if user is None:
-        auth.burn_time_verifying(password)
-    if user is None or not auth.verify_password(user.password_hash, password):
-        return await render(
-            request,
-            "core/login.html",
-            {"error": _("Wrong username or password."), "next": target, "username": username},
-            status_code=400,
-        )
+        locked = await auth.locked_keys(keys)
+        user = await User.get_or_none(username=username)
+        if user is None or not user.is_active or locked:
+            auth.burn_time_verifying(password)
+            ok = False
+        else:
+            ok = auth.verify_password(user.password_hash, password)
+        if not ok:
+            if locked:
+                reason = "locked"
+            elif user is None:
+                reason = "unknown_account"
+            else:
+                reason = "wrong_password" if user.is_active else "deactivated"
+            await record(request, "login.failed", username=username, user_id=user.id if user else None, reason=reason)
+            if not locked:
+                limits = {"user": sec["lockout_attempts"], "ip": sec.get("lockout_address_attempts", sec["lockout_attempts"])}
+                window = timedelta(minutes=sec["lockout_minutes"])
+                for kind in await auth.count_failure(keys, limits, window):
+                    await record(request, "login.locked", keys[kind], username=username, user_id=user.id if user else None)
+            return await render(
+                request,
+                "core/login.html",
+                {"error": _login_failed_message(request), "next": target, "username": username},
+                status_code=400,
+            )
+        await auth.clear_failures(username)
     old = request.cookies.get(auth.SESSION_COOKIE)
     await auth.close_session(old)  # a new session id at every login
     token = await auth.open_session(user, client_ip(request))
+    await record(request, "login", username=user.username, user_id=user.id)
+    if user.must_change_password:
+        target = PASSWORD_CHANGE_PATH + "?next=" + quote(target)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(auth.SESSION_COOKIE, token, httponly=True, samesite="lax", path="/")
     response.set_cookie("courtyard_locale", user.locale, samesite="lax", path="/")
@@ -58,9 +95,64 @@ async def login_submit(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    from core.access import record
+
+    if ctx(request).principal is not None:
+        await record(request, "logout")
     await auth.close_session(request.cookies.get(auth.SESSION_COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
+    return response
+
+
+async def password_page(request: Request) -> Response:
+    context = ctx(request)
+    return await render(
+        request,
+        "core/accounts/password.html",
+        {"next": _safe_next(request.query_params.get("next")), "forced": context.principal.user.must_change_password},
+    )
+
+
+async def password_submit(request: Request) -> Response:
+    """The logged-in user changes their own password (also when an admin reset it)."""
+    from core.access import record
+    from core.accounts import new_password_errors, set_password
+
+    context = ctx(request)
+    form = await form_data(request)
+    with unscoped():
+        user = await User.get(id=context.principal.id)
+    sec = request.app.state.settings["security"]
+    keys = {"user": auth.throttle_keys(user.username, "")["user"]}
+    errors: dict[str, str] = {}
+    # The old password is guessed no faster here than on the login page.
+    if await auth.locked_keys(keys):
+        errors["old_password"] = _(
+            "Too many wrong passwords. Try again in %(minutes)s minutes.", minutes=sec["lockout_minutes"]
+        )
+    elif not auth.verify_password(user.password_hash, form.get("old_password", "")):
+        errors["old_password"] = _("This is not your current password.")
+        await auth.count_failure(keys, {"user": sec["lockout_attempts"]}, timedelta(minutes=sec["lockout_minutes"]))
+    else:
+        errors = new_password_errors(form.get("new_password", ""), form.get("repeat_password", ""), user.username)
+        if not errors and form.get("new_password") == form.get("old_password"):
+            errors["new_password"] = _("Choose a password different from the current one.")
+    target = _safe_next(form.get("next"))
+    if errors:
+        return await render(
+            request,
+            "core/accounts/password.html",
+            {"errors": errors, "next": target, "forced": user.must_change_password},
+            status_code=422,
+        )
+    await set_password(user, form["new_password"])
+    # Other browsers logged in as this user are signed out; this one gets a new session id.
+    await auth.end_sessions(user.id)
+    token = await auth.open_session(user, client_ip(request))
+    await record(request, "password.changed", user.username)
+    response = redirect(request, target, _("Your password was changed."))
+    response.set_cookie(auth.SESSION_COOKIE, token, httponly=True, samesite="lax", path="/")
     return response
 
 

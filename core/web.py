@@ -30,11 +30,14 @@ from tortoise.exceptions import DoesNotExist
 
 from core import auth, i18n
 from core.models import Project, ProjectModule
-from core.scope import NOTHING, OutOfScope, Scope, set_scope, unscoped
+from core.scope import NOTHING, OutOfScope, Scope, set_scope, unscoped, use_scope
 
 log = logging.getLogger("courtyard.web")
 
 View = Callable[[Request], Awaitable[Response]]
+
+# Where a user whose password an admin has reset is sent until they pick their own.
+PASSWORD_CHANGE_PATH = "/account/password"
 
 
 @dataclass
@@ -76,7 +79,10 @@ def route(
     )
 
     async def guarded(request: Request) -> Response:
-        return await _guard(request, endpoint, info)
+        # Scope and language are restored afterwards: in-process callers (tests,
+        # ASGI transports without a task per request) must not inherit them.
+        with use_scope(NOTHING), i18n.keep_locale():
+            return await _guard(request, endpoint, info)
 
     guarded.__name__ = getattr(endpoint, "__name__", "view")
     guarded.__doc__ = endpoint.__doc__
@@ -148,16 +154,24 @@ def _login_redirect(request: Request) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
+def _password_change_redirect(request: Request) -> Response:
+    target = PASSWORD_CHANGE_PATH + "?next=" + quote(request.url.path)
+    if request.headers.get("hx-request"):
+        return Response(status_code=401, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
 async def _guard(request: Request, endpoint: View, info: RouteInfo) -> Response:
     context = ctx(request)
     context.route = info
-    set_scope(NOTHING)  # fail closed until we know who is asking
     await identify(request)
     if info.public:
         return await endpoint(request)
     principal = context.principal
     if principal is None:
         return _login_redirect(request)
+    if principal.user.must_change_password and request.url.path != PASSWORD_CHANGE_PATH:
+        return _password_change_redirect(request)
 
     host = request.app.state.host
     if info.in_project:
@@ -192,11 +206,13 @@ async def _guard(request: Request, endpoint: View, info: RouteInfo) -> Response:
 # Responses helpers --------------------------------------------------------
 
 
-def toast(response: Response, message: str, level: str = "success") -> Response:
-    """Show a toast: through HX-Trigger for htmx requests, else a one-shot cookie."""
-    payload = {"showToast": {"level": level, "message": str(message)}}
-    response.headers["HX-Trigger"] = json.dumps(payload, ensure_ascii=True)
-    response.set_cookie("courtyard_toast", quote(json.dumps(payload["showToast"])), max_age=30, httponly=True, samesite="lax")
+def toast(response: Response, message: str, level: str = "success", request: Request | None = None) -> Response:
+    """Show a toast: through HX-Trigger (htmx swaps), or a one-shot cookie for the next full page."""
+    payload = {"level": level, "message": str(message)}
+    if request is None or request.headers.get("hx-request"):
+        response.headers["HX-Trigger"] = json.dumps({"showToast": payload}, ensure_ascii=True)
+    else:
+        response.set_cookie("courtyard_toast", quote(json.dumps(payload)), max_age=30, httponly=True, samesite="lax")
     return response
 
 

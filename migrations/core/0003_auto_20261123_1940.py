@@ -1,0 +1,143 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+import functools
+from json import dumps, loads
+from tortoise.fields.base import OnDelete
+from tortoise import fields
+from tortoise.indexes import Index
+
+class Migration(migrations.Migration):
+    dependencies = [('core', '0002_auto_20261123_1932')]
+
+    initial = False
+
+    operations = [
+        ops.CreateModel(
+            name='Attachment',
+            fields=[
+                ('project', fields.ForeignKeyField('core.Project', source_field='project_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('subject', fields.CharField(max_length=96)),
+                ('subject_id', fields.BigIntField()),
+                ('filename', fields.CharField(max_length=255)),
+                ('content_type', fields.CharField(max_length=64)),
+                ('size', fields.BigIntField()),
+                ('sha256', fields.CharField(max_length=64)),
+                ('storage_path', fields.CharField(max_length=255)),
+                ('uploaded_by', fields.ForeignKeyField('core.User', source_field='uploaded_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'core_attachment', 'app': 'core', 'indexes': [Index(fields=['subject', 'subject_id'])], 'pk_attr': 'id'},
+            bases=['ProjectScopedModel'],
+        ),
+        ops.CreateModel(
+            name='ImportBatch',
+            fields=[
+                ('project', fields.ForeignKeyField('core.Project', source_field='project_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('filename', fields.CharField(max_length=255)),
+                ('kind', fields.CharField(max_length=8)),
+                ('file_path', fields.CharField(default='', max_length=255)),
+                ('state', fields.CharField(default='invalid', max_length=16)),
+                ('total', fields.IntField(default=0)),
+                ('done', fields.IntField(default=0)),
+                ('errors', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('error_count', fields.IntField(default=0)),
+                ('columns', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('preview', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('summary', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('created_by', fields.ForeignKeyField('core.User', source_field='created_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+                ('finished_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'core_import_batch', 'app': 'core', 'pk_attr': 'id', 'table_description': 'One uploaded file: its check result, then the progress of its commit.'},
+            bases=['ProjectScopedModel'],
+        ),
+        ops.CreateModel(
+            name='Job',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('name', fields.CharField(unique=True, max_length=100)),
+                ('plugin', fields.CharField(default='', max_length=64)),
+                ('cron', fields.CharField(max_length=64)),
+                ('per_project', fields.BooleanField(default=True)),
+                ('enabled', fields.BooleanField(default=True)),
+                ('active_since', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('consecutive_failures', fields.IntField(default=0)),
+                ('deactivated_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('deactivation_reason', fields.TextField(default='', unique=False)),
+            ],
+            options={'table': 'core_job', 'app': 'core', 'pk_attr': 'id', 'table_description': 'A declared job as the database knows it: on/off switch and failure streak.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='JobRun',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('job', fields.ForeignKeyField('core.Job', source_field='job_id', db_constraint=True, to_field='id', related_name='runs', on_delete=OnDelete.CASCADE)),
+                ('project', fields.ForeignKeyField('core.Project', source_field='project_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
+                ('target', fields.IntField(default=0)),
+                ('slot', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('trigger', fields.CharField(default='schedule', max_length=16)),
+                ('state', fields.CharField(default='queued', db_index=True, max_length=16)),
+                ('attempt', fields.IntField(default=0)),
+                ('next_attempt_at', fields.DatetimeField(null=True, db_index=True, auto_now=False, auto_now_add=False)),
+                ('started_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('finished_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('duration_seconds', fields.FloatField(null=True)),
+                ('error', fields.TextField(default='', unique=False)),
+                ('log', fields.TextField(default='', unique=False)),
+                ('progress_done', fields.BigIntField(default=0)),
+                ('progress_total', fields.BigIntField(default=0)),
+                ('checkpoint', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('worker', fields.CharField(default='', max_length=128)),
+                ('heartbeat_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('requested_by', fields.ForeignKeyField('core.User', source_field='requested_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'core_job_run', 'app': 'core', 'unique_together': (('job', 'target', 'slot'),), 'pk_attr': 'id', 'table_description': 'One run of a job for one project (or globally) and one cron slot.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='OutboxMessage',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('message_id', fields.CharField(unique=True, max_length=255)),
+                ('project', fields.ForeignKeyField('core.Project', source_field='project_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('recipient', fields.CharField(max_length=320)),
+                ('subject', fields.CharField(max_length=500)),
+                ('body_text', fields.TextField(unique=False)),
+                ('body_html', fields.TextField(default='', unique=False)),
+                ('locale', fields.CharField(default='zh_CN', max_length=16)),
+                ('template', fields.CharField(max_length=128)),
+                ('related', fields.CharField(default='', db_index=True, max_length=128)),
+                ('state', fields.CharField(default='queued', db_index=True, max_length=16)),
+                ('attempts', fields.IntField(default=0)),
+                ('next_attempt_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
+                ('lease_until', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('worker', fields.CharField(default='', max_length=128)),
+                ('last_error', fields.TextField(default='', unique=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('sent_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'core_outbox_message', 'app': 'core', 'pk_attr': 'id', 'table_description': 'One email, rendered when queued, with its delivery attempts.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='TimelineEntry',
+            fields=[
+                ('project', fields.ForeignKeyField('core.Project', source_field='project_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('subject', fields.CharField(max_length=96)),
+                ('subject_id', fields.BigIntField()),
+                ('kind', fields.CharField(max_length=32)),
+                ('body', fields.TextField(default='', unique=False)),
+                ('data', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('author', fields.ForeignKeyField('core.User', source_field='author_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'core_timeline_entry', 'app': 'core', 'indexes': [Index(fields=['subject', 'subject_id'])], 'pk_attr': 'id', 'table_description': "One entry of a record's history. Written once, never changed."},
+            bases=['ProjectScopedModel'],
+        ),
+    ]
