@@ -167,3 +167,22 @@ async def set_active(user: User, active: bool) -> None:
         await user.save(update_fields=["is_active"])
         if not active:
             await auth.end_sessions(user.id)
+
+
+async def users_with_permission(project_id: int, permission: str) -> list[User]:
+    """Active staff holding `permission` in the estate (its own members and head office), by id.
+
+    For jobs and notifications that address "whoever may do X here": the
+    managers to alert, the people to remind.
+    """
+    from tortoise.expressions import Q
+
+    with unscoped():
+        memberships = await Membership.filter(Q(project_id=project_id) | Q(project_id__isnull=True)).select_related(
+            "role", "user"
+        )
+    found: dict[int, User] = {}
+    for membership in memberships:
+        if membership.user.is_active and permission in (membership.role.permissions or []):
+            found[membership.user.id] = membership.user
+    return sorted(found.values(), key=lambda u: u.id)

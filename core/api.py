@@ -3,7 +3,33 @@
     from core.api import Manifest, hookimpl, route, Permission, NavItem, ...
 
 Anything imported from another `core.*` module is internal and may change
-without notice. This module follows `HOOK_API_VERSION`.
+without notice (tests may also use `core.testing`, the test kit). This module
+follows `HOOK_API_VERSION`; docs/plugins.md describes each name.
+
+Declaring a plugin: `Manifest`, `HOOK_API_VERSION`, `hookimpl`, and the values
+hooks return: `Permission`, `NavItem`, `DashboardTile`, `CustomerSection`,
+`SearchResult`, `JobSpec`, `CallEvent`/`CallEventError` (PBX adapters);
+`HookDeprecationWarning` is warned for deprecated hooks.
+
+Pages: `route`, `render`, `ctx`, `form_data`, `redirect`, `toast`,
+`project_url`, `plugin_url`, `enabled_modules`, `may_see_personal_data`;
+lists: `ListView`, `Column`, `Filter`.
+
+Data: `ProjectScopedModel`, `unscoped`, `current_scope`, `OutOfScope`,
+`transaction`; core's models `Project`, `Building`, `Unit`, `UnitUse`,
+`Customer`, `CustomerPhone`, `CustomerUnit`, `Relation`, `Channel`, `User`,
+`Role`, `Membership`, `Department`, `Sequence`; people: `create_customer`,
+`customer_search_q`, `normalize_phone`, `try_normalize_phone`, `display_phone`,
+`PhoneError`, `users_with_permission`.
+
+Records' history and files: `timeline`, `attachments`; events between plugins:
+`emit`, `DomainEvent`; live updates: `realtime`; signed links: `links`;
+working-time deadlines: `deadline`, `project_calendar`, `WorkingCalendar`.
+
+Jobs and email: `JobContext`, `JobError`, `queue_run`, `run_job_now`,
+`queue_email`, `EmailError`; time: `now` (core's clock, frozen in tests).
+
+Text: `gettext`, `lazy_gettext`, `ngettext`. The plugin host: `current_host`.
 """
 
 from __future__ import annotations
@@ -11,9 +37,11 @@ from __future__ import annotations
 import pluggy
 
 from core.i18n import gettext, lazy_gettext, ngettext
+from core.clock import now  # the current time, aware UTC; frozen by the test kit's `frozen_time`
 from core.kit import (
     HOOK_API_VERSION,
     CallEvent,
+    HookDeprecationWarning,
     CallEventError,
     CustomerSection,
     DashboardTile,
@@ -24,6 +52,7 @@ from core.kit import (
     Permission,
     SearchResult,
 )
+from core import links  # signed, expiring, single-use links for people who never log in (surveys)
 from core import attachments, realtime, timeline  # realtime.publish/user_channel; timeline.post/history/context, attachments.attach/list_for/context
 from core.db import transaction
 from core.events import emit
@@ -33,6 +62,7 @@ from core.listing import Column, Filter, ListView
 from core.outbox import EmailError, queue_email
 from core.models import Building, Customer, CustomerUnit, Project, Relation, Sequence, Unit, UnitUse, User
 from core.models import Channel, CustomerPhone, Department, Membership, Role  # staff, departments, contact channels
+from core.accounts import users_with_permission  # active staff holding a permission in an estate
 from core.people import PhoneError, create_customer, display_phone, normalize_phone, try_normalize_phone
 from core.customers import customer_search_q  # name / pinyin / phone match for customer lookups
 from core.sla import WorkingCalendar, deadline, project_calendar  # SLA deadlines in working time
@@ -44,6 +74,8 @@ hookimpl = pluggy.HookimplMarker("courtyard")
 
 __all__ = [
     "HOOK_API_VERSION",
+    "HookDeprecationWarning",
+    "now",
     "CallEvent",
     "CallEventError",
     "Building",
@@ -61,6 +93,7 @@ __all__ = [
     "normalize_phone",
     "project_calendar",
     "try_normalize_phone",
+    "users_with_permission",
     "Customer",
     "CustomerUnit",
     "Project",
@@ -95,6 +128,7 @@ __all__ = [
     "gettext",
     "hookimpl",
     "lazy_gettext",
+    "links",
     "may_see_personal_data",
     "ngettext",
     "plugin_url",

@@ -148,7 +148,17 @@ def cmd_serve(args, settings) -> int:
     host = settings["server"]["host"] if not getattr(args, "host", None) else args.host
     port = int(getattr(args, "port", None) or settings["server"]["port"])
     app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # Open event streams (/events) never finish by themselves and would keep a
+            # graceful shutdown waiting forever: end them; browsers reconnect elsewhere.
+            from core import realtime
+
+            realtime.end_streams_soon()
+            super().handle_exit(sig, frame)
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=True)).run()
     return 0
 
 
@@ -163,8 +173,14 @@ def cmd_i18n(args, settings) -> int:
     from core import i18n_tools
 
     host = _host()
+    wanted = set(getattr(args, "plugin", None) or [])
+    unknown = wanted - set(host.names)
+    if unknown:
+        print(f"No such plugin: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     for plugin in host.plugins:
-        if plugin.origin not in ("core", "builtin"):
+        # Without names: this tree's own plugins; name an installed plugin to update its catalogs.
+        if (plugin.name not in wanted) if wanted else plugin.origin not in ("core", "builtin"):
             continue
         missing = i18n_tools.update(plugin)
         print(f"{plugin.name:14} untranslated: " + ", ".join(f"{k} {v}" for k, v in missing.items()))
@@ -175,6 +191,24 @@ def cmd_hookdoc(args, settings) -> int:
     from core.hookdoc import write
 
     print(f"Wrote {write()}")
+    return 0
+
+
+def cmd_new_plugin(args, settings) -> int:
+    from pathlib import Path
+
+    from core.scaffold import ScaffoldError, create
+
+    try:
+        target = create(args.name, Path(args.dir), label=args.label, description=args.description)
+    except ScaffoldError as exc:
+        print(f"Cannot create the plugin: {exc}", file=sys.stderr)
+        return 2
+    print(f"Created {target}")
+    print("Next steps:")
+    print(f"  {sys.executable} -m pip install -e {target}    # into Courtyard's environment")
+    print(f"  cd {target} && PYTHONPATH={ROOT} {sys.executable} -m pytest")
+    print(f"  python3 run.py migrate && python3 run.py plugins   # then enable it on an estate's Modules page")
     return 0
 
 
@@ -223,10 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("i18n", help="extract translatable strings into each plugin's catalogs (developers)")
+    p.add_argument("plugin", nargs="*", help="only these plugins (installed ones too); default: this tree's")
     p.set_defaults(func=cmd_i18n)
 
     p = sub.add_parser("hookdoc", help="regenerate docs/hooks.md from core/hookspecs.py (developers)")
     p.set_defaults(func=cmd_hookdoc)
+
+    p = sub.add_parser("new-plugin", help="create a new plugin package outside this tree, ready to install (developers)")
+    p.add_argument("name", help="plugin name: lowercase letters, digits, '_' (e.g. parcels)")
+    p.add_argument("--dir", default=".", help="where to create courtyard-<name>/ (default: the current folder)")
+    p.add_argument("--label", help="human name (default from the name)")
+    p.add_argument("--description", help="one line about the plugin")
+    p.set_defaults(func=cmd_new_plugin)
 
     p = sub.add_parser("test", help="run the whole test suite (SQLite, and PostgreSQL when reachable)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments")

@@ -8,6 +8,7 @@ re-documented or given a new argument without updating the reference).
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 from core import hookspecs
@@ -27,12 +28,27 @@ a callable or an awaitable.
 """
 
 
-def hook_functions() -> list[tuple[str, object]]:
+def hook_functions(module=hookspecs) -> list[tuple[str, object]]:
     return [
         (name, fn)
-        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
         if hasattr(fn, "courtyard_spec")
     ]
+
+
+def deprecation_notice(fn) -> str:
+    """The reference's notice for a hook marked with `core.hookspecs.deprecated`, or ""."""
+    info = getattr(fn, "courtyard_deprecated", None)
+    if not info:
+        return ""
+    lines = []
+    if info["reason"] or not info["args"]:
+        text = f"**Deprecated** since hook API {info['since']}"
+        lines.append(f"{text}: {info['reason']}" if info["reason"] else text + ".")
+    for name, why in info["args"].items():
+        text = f"**Argument `{name}` deprecated** since hook API {info['since']}"
+        lines.append(f"{text}: {why}" if why else text + ".")
+    return "\n".join(f"> {line}" for line in lines) + "\n\n"
 
 
 def signature(fn) -> str:
@@ -41,15 +57,17 @@ def signature(fn) -> str:
     return f"{fn.__name__}({params})"
 
 
-def render() -> str:
-    intro = inspect.cleandoc(hookspecs.__doc__ or "")
+def render(module=hookspecs) -> str:
+    intro = inspect.cleandoc(module.__doc__ or "")
     parts = [HEADER.format(version=HOOK_API_VERSION, intro=intro)]
-    source = inspect.getsource(hookspecs)
+    source = inspect.getsource(module)
     # Keep the order of the source file: registration hooks first, then project hooks.
-    ordered = sorted(hook_functions(), key=lambda item: source.index(f"def {item[0]}("))
+    ordered = sorted(
+        hook_functions(module), key=lambda item: re.search(rf"^def {item[0]}\(", source, re.M).start()
+    )
     for name, fn in ordered:
         doc = inspect.cleandoc(fn.__doc__ or "")
-        parts.append(f"## `{signature(fn)}`\n\n{doc}\n")
+        parts.append(f"## `{signature(fn)}`\n\n{deprecation_notice(fn)}{doc}\n")
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -16,6 +16,10 @@ Two kinds of hook, kept apart on purpose:
 
 Core registers its own features through these same hooks. The hook API is
 versioned by `core.kit.HOOK_API_VERSION`; hooks only ever gain arguments.
+A hook or argument on its way out is marked with `deprecated(...)` instead of
+`@hookspec`: it keeps working, and implementing it warns with a
+`core.api.HookDeprecationWarning` naming the plugin (shown below as
+**Deprecated**) until the next major version removes it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,42 @@ from typing import Any
 import pluggy
 
 hookspec = pluggy.HookspecMarker("courtyard")
+
+
+def deprecated(since: str, reason: str = "", *, args: dict[str, str] | None = None, **options: Any):
+    """Mark a hook, or some of its arguments, deprecated (use instead of ``@hookspec``).
+
+        @deprecated("1.3", "use customer_sections")
+        def customer_panels(request, customer): ...
+
+        @deprecated("1.3", args={"project": "use request.state.ctx.project"})
+        def navigation(request, project): ...
+
+    A plugin implementing it still works, and gets a ``HookDeprecationWarning``
+    (pluggy's ``warn_on_impl``) at start-up, logged with the plugin's name.
+    The hook reference shows the notice. Removal comes with the next major
+    ``HOOK_API_VERSION`` at the earliest.
+    """
+    from core.kit import HookDeprecationWarning
+
+    def warning(subject: str, why: str) -> HookDeprecationWarning:
+        text = f"{subject} is deprecated since hook API {since}"
+        return HookDeprecationWarning(f"{text}: {why}" if why else text)
+
+    def mark(function):
+        hook = function.__name__
+        function = hookspec(
+            warn_on_impl=warning(f"hook {hook!r}", reason) if reason or not args else None,
+            warn_on_impl_args={
+                name: warning(f"argument {name!r} of hook {hook!r}", why) for name, why in (args or {}).items()
+            } or None,
+            **options,
+        )(function)
+        function.courtyard_deprecated = {"since": since, "reason": reason, "args": dict(args or {})}
+        return function
+
+    return mark
+
 
 # --------------------------------------------------------------------------
 # Global hooks: register what a plugin brings
@@ -176,6 +216,24 @@ def domain_event(event: Any) -> Any:
 
     Runs inside the transaction that made the change; raising rolls it back.
     May return an awaitable. Return value is ignored.
+
+    Known events (``event.data`` keys):
+
+    * ``hotline.complaint_received``: a contact classified as a complaint was
+      recorded as a work order: ``work_order_id``, ``number``, ``customer_id``,
+      ``unit_id`` (or None), ``category`` (name), ``subject``, ``description``,
+      ``channel``, ``urgency``, ``received_at`` (ISO 8601, UTC).
+    * ``hotline.work_order_closed``: closed after a satisfied callback:
+      ``work_order_id``, ``number``, ``customer_id``, ``unit_id``, ``kind``.
+    * ``hotline.work_order_reopened``: an unsatisfied callback or a staff
+      member re-opened it: ``work_order_id``, ``number``, ``reason``.
+    * ``activities.return_visit_recorded``: a return-visit call (定期回访) was
+      recorded: ``visit_id``, ``customer_id``, ``unit_id``, ``outcome``
+      ("satisfied", "suggestion", "problem", "declined", "no_answer" after the
+      last attempt), ``said`` (what the customer said), ``follow_up`` ("" or
+      "work_order" for the hotline, "complaint" for complaints: the module
+      named should open that record for the customer), ``channel`` (the
+      customer's preferred channel), ``recorded_at`` (ISO 8601, UTC).
     """
 
 

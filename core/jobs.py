@@ -58,7 +58,9 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    from core import clock  # the one clock, frozen by tests (core/clock.py)
+
+    return clock.now()
 
 
 class RunState:

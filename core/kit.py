@@ -18,6 +18,13 @@ loads when the major versions match and its minor is not newer than core's.
 """
 
 
+class HookDeprecationWarning(DeprecationWarning):
+    """Warned (and logged with the plugin's name) when a plugin implements a deprecated hook or argument.
+
+    Run your tests with ``-W error::core.api.HookDeprecationWarning`` to make them fail on it.
+    """
+
+
 @dataclass(frozen=True)
 class Manifest:
     """What a plugin says about itself. A plugin package exposes one as `MANIFEST`."""

@@ -58,10 +58,10 @@ EXPORT_FORMATS = ("xlsx", "csv")
 EXPORT_BATCH = 500
 
 
-def _accepts_request(func: Callable) -> bool:
+def _accepts_request(func: Callable, arity: int = 2) -> bool:
     """Callables may take (row) or (row, request); decided once, when the list is declared."""
     try:
-        return len(inspect.signature(func).parameters) >= 2
+        return len(inspect.signature(func).parameters) >= arity
     except (TypeError, ValueError):
         return False
 
@@ -182,6 +182,8 @@ class Filter:
     field: the ORM path filtered on (default: the name). `apply(queryset, value)`
     filters differently (e.g. with a subquery); value is the chosen string for a
     choice, True/False for a boolean, (start, end) dates for a date range.
+    `apply(queryset, value, request)` also gets the request (e.g. for the
+    estate's today in "overdue" filters).
     """
 
     name: str
@@ -276,9 +278,11 @@ async def _filter_state(flt: Filter, request: Request) -> FilterState:
     return state
 
 
-def _apply_filter(queryset: QuerySet, state: FilterState, tz: str) -> QuerySet:
+def _apply_filter(queryset: QuerySet, state: FilterState, tz: str, request: Request | None = None) -> QuerySet:
     flt = state.filter
     if flt.apply is not None:
+        if _accepts_request(flt.apply, 3):
+            return flt.apply(queryset, state.parsed, request)
         return flt.apply(queryset, state.parsed)
     if flt.kind != "date_range":
         return queryset.filter(**{flt.field: state.parsed})
@@ -528,7 +532,7 @@ class ListView:
         states = [await _filter_state(flt, request) for flt in self.filters]
         for state in states:
             if state.active:
-                queryset = _apply_filter(queryset, state, tz)
+                queryset = _apply_filter(queryset, state, tz, request)
         sort = request.query_params.get("sort", "") or self.default_sort
         if sort.lstrip("-") not in self.sortable:
             sort = self.default_sort

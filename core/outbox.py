@@ -32,7 +32,7 @@ import jinja2
 from tortoise import fields
 from tortoise.models import Model
 
-from core import i18n
+from core import clock, i18n
 from core.db import connection, transaction
 from core.plugins import PluginHost, current_host
 
@@ -194,7 +194,7 @@ async def queue_email(
         locale = i18n.DEFAULT_LOCALE
     rendered = render_email(template, context, locale)
     settings = current()
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     message = await OutboxMessage.create(
         message_id=make_msgid(domain=_domain(settings)),
         project_id=project_id,
@@ -306,7 +306,7 @@ async def send_pending(settings=None, *, now: datetime | None = None, worker_id:
     report = SendReport()
     if not settings["smtp"]["host"]:
         return report  # no server configured: messages wait in the outbox
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     worker = worker_id or new_worker_id()
     smtp_settings = settings["smtp"]
     lease = timedelta(seconds=max(60.0, float(smtp_settings["timeout_seconds"]) * 4))
@@ -368,7 +368,7 @@ async def _record(
     mine = OutboxMessage.filter(id=message.id, worker=message.worker, state=MailState.SENDING)
     attempts = message.attempts + 1
     if sent:
-        await mine.update(state=MailState.SENT, sent_at=datetime.now(timezone.utc), attempts=attempts, lease_until=None)
+        await mine.update(state=MailState.SENT, sent_at=clock.now(), attempts=attempts, lease_until=None)
         report.sent += 1
         return
     if permanent or attempts >= int(settings["smtp"]["max_attempts"]):
@@ -387,7 +387,7 @@ async def retry(message_ids: list[int] | None = None) -> int:
     query = OutboxMessage.filter(state=MailState.FAILED)
     if message_ids is not None:
         query = query.filter(id__in=message_ids)
-    count = await query.update(state=MailState.QUEUED, attempts=0, next_attempt_at=datetime.now(timezone.utc))
+    count = await query.update(state=MailState.QUEUED, attempts=0, next_attempt_at=clock.now())
     if count:
         from core.jobs import kick_mail
 

@@ -19,7 +19,7 @@ ALL_ROLES = ("admin", "manager", "agent", "staff", "cashier", "readonly")
 
 @hookimpl
 def register_models():
-    return ["core.models", "core.auth", "core.access", "core.timeline", "core.attachments", "core.importer", "core.jobs", "core.outbox", "core.realtime"]
+    return ["core.models", "core.auth", "core.access", "core.timeline", "core.attachments", "core.importer", "core.jobs", "core.outbox", "core.realtime", "core.links"]
 
 
 @hookimpl

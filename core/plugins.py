@@ -22,6 +22,7 @@ import importlib.metadata
 import inspect
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -30,7 +31,7 @@ from typing import Any, Iterable
 import pluggy
 
 from core import hookspecs
-from core.kit import HOOK_API_VERSION, Manifest
+from core.kit import HOOK_API_VERSION, HookDeprecationWarning, Manifest
 
 log = logging.getLogger("courtyard.plugins")
 
@@ -177,6 +178,14 @@ async def resolve(value: Any) -> Any:
     return value
 
 
+def _report_deprecations(plugin: str, caught: list[warnings.WarningMessage]) -> None:
+    """Log each deprecated hook a plugin implements with the plugin's name, and warn on as usual."""
+    for item in caught:
+        if issubclass(item.category, HookDeprecationWarning):
+            log.warning("plugin %s: %s (%s:%s)", plugin, item.message, item.filename, item.lineno)
+        warnings.warn_explicit(item.message, item.category, item.filename, item.lineno, source=item.source)
+
+
 _current_host: "PluginHost | None" = None
 
 
@@ -196,16 +205,22 @@ def use_host(host: "PluginHost") -> "PluginHost":
 class PluginHost:
     """Holds the ordered plugins and the pluggy manager, and calls hooks."""
 
-    def __init__(self, plugins: list[LoadedPlugin]):
+    def __init__(self, plugins: list[LoadedPlugin], specs: Iterable[Any] = ()):
+        """`specs`: more hook-spec modules or classes besides core's (tests of the hook machinery)."""
         self.plugins = order(plugins)
         self.by_name = {p.name: p for p in self.plugins}
         self.pm = pluggy.PluginManager("courtyard")
         self.pm.add_hookspecs(hookspecs)
+        for spec in specs:
+            self.pm.add_hookspecs(spec)
         for plugin in self.plugins:
             try:
-                self.pm.register(plugin.module, name=plugin.name)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", HookDeprecationWarning)
+                    self.pm.register(plugin.module, name=plugin.name)
             except pluggy.PluginValidationError as exc:
                 raise PluginError(plugin.name, f"invalid hook implementation: {exc}") from exc
+            _report_deprecations(plugin.name, caught)
         try:
             # An implementation of a hook that does not exist is a typo or a
             # plugin written for another version: refuse it instead of ignoring it.
@@ -216,8 +231,8 @@ class PluginHost:
         self._rank = {p.name: i for i, p in enumerate(self.plugins)}
 
     @classmethod
-    def discover(cls, **kwargs) -> "PluginHost":
-        return cls(discover(**kwargs))
+    def discover(cls, specs: Iterable[Any] = (), **kwargs) -> "PluginHost":
+        return cls(discover(**kwargs), specs=specs)
 
     @property
     def names(self) -> list[str]:

@@ -368,6 +368,15 @@ async def stop() -> None:
     await _broker.stop()
 
 
+def end_streams_soon() -> None:
+    """End every open stream from a signal handler (server shutdown), waking the event loop safely."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.call_soon_threadsafe(_hub.close)
+
+
 # API -----------------------------------------------------------------------------
 
 

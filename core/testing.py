@@ -8,6 +8,10 @@ Every test that uses a database runs once on SQLite and once on PostgreSQL
 PostgreSQL fails the run instead of skipping). Each test gets its own fresh,
 migrated database: copied from a template file on SQLite, ``CREATE DATABASE
 ... TEMPLATE`` on PostgreSQL. Nothing is ever written to the ``test`` database.
+
+For plugin authors (docs/plugins.md, "Testing"): override ``plugin_modules``
+to load your package; ``login_as``, ``frozen_time``, ``outbox``, ``run_job``
+and ``pending_migrations`` are described where they are defined below.
 """
 
 from __future__ import annotations
@@ -197,6 +201,8 @@ async def app(settings, host) -> AsyncIterator[Any]:
 
 class Client(httpx.AsyncClient):
     """An httpx client for the app that knows the CSRF token."""
+
+    user: Any = None  # set by the `login_as` fixture
 
     @property
     def csrf(self) -> str:
@@ -428,3 +434,154 @@ async def make_record(label: str, project) -> Any:
             values[name] = 1
     with unscoped():
         return await model.create(**values)
+
+
+# Helpers for plugin authors ----------------------------------------------------------
+#
+#   login_as      `client = await login_as("agent", project)`: a new user of that role, logged in
+#   frozen_time   core's clock (jobs, outbox, core.api.now()) stands still; `.tick(hours=1)`, `.set(at)`
+#   outbox        `await outbox.messages(to=...)`: the email queued so far, rendered
+#   run_job       `run = await run_job("plugin.job", project)`: run a job now, fail the test if it failed
+#   pending_migrations(...)   migrations `run.py makemigrations` would still write ([] = models match)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "frozen_time(at): the instant (ISO 8601 with offset) the `frozen_time` fixture starts at"
+    )
+
+
+@pytest.fixture
+async def login_as(app, make_client):
+    """Factory: ``client = await login_as("manager", project)`` creates a user with that role in
+    ``project`` (head office when None) and returns a client logged in as them (``client.user``).
+
+    Extra keywords go to the user (``email=``, ``locale=``, ``department=``, ``username=``).
+    """
+    counter = iter(range(1, 1_000_000))
+
+    async def factory(role: str = "agent", project=None, *, username: str | None = None, **fields) -> Client:
+        where = project.code.lower() if project is not None else "hq"
+        name = username or f"{role}_{where}_{next(counter)}"
+        user = await make_user(name, role, project, **fields)
+        logged_in = make_client()
+        await logged_in.login(name)
+        logged_in.user = user
+        return logged_in
+
+    return factory
+
+
+def _parse_instant(text: str):
+    from datetime import datetime
+
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise pytest.UsageError(f"frozen_time({text!r}): give a time zone offset, e.g. 2026-05-01T09:00+08:00")
+    return at
+
+
+@pytest.fixture
+def frozen_time(request):
+    """Freeze core's clock (``core.api.now()``, jobs' ``ctx.now()``, the outbox) for this test.
+
+    Starts at ``@pytest.mark.frozen_time("2026-05-01T23:30+08:00")`` when the test has that
+    marker, otherwise at the real current time. The fixture is a ``core.clock.FrozenClock``:
+    ``frozen_time.now()``, ``frozen_time.set(at)``, ``frozen_time.tick(hours=2)``.
+    """
+    from core import clock
+
+    marker = request.node.get_closest_marker("frozen_time")
+    at = _parse_instant(marker.args[0]) if marker else clock.now().replace(microsecond=0)
+    with clock.frozen(at) as frozen:
+        yield frozen
+
+
+class CapturedEmail:
+    """One queued message as the recipient will get it."""
+
+    def __init__(self, row):
+        self.id = row.id
+        self.to = row.recipient
+        self.subject = row.subject
+        self.text = row.body_text
+        self.html = row.body_html
+        self.template = row.template
+        self.locale = row.locale
+        self.related = row.related
+        self.project_id = row.project_id
+        self.state = row.state
+
+    def __repr__(self) -> str:
+        return f"<email to {self.to!r}: {self.subject!r}>"
+
+
+class CapturedOutbox:
+    """The outbox of the test's database (nothing is ever sent in tests: no SMTP host is set)."""
+
+    async def messages(self, *, to: str | None = None, template: str | None = None, related: str | None = None) -> list[CapturedEmail]:
+        """Queued messages, oldest first, optionally only those to an address / of a template / about a record."""
+        from core.outbox import OutboxMessage
+
+        query = OutboxMessage.all()
+        if to is not None:
+            query = query.filter(recipient=to)
+        if template is not None:
+            query = query.filter(template=template)
+        if related is not None:
+            query = query.filter(related=related)
+        return [CapturedEmail(row) for row in await query.order_by("id")]
+
+    async def clear(self) -> None:
+        """Forget what was queued so far (to look at what a later step sends)."""
+        from core.outbox import OutboxMessage
+
+        await OutboxMessage.all().delete()
+
+
+@pytest.fixture
+async def outbox(app) -> CapturedOutbox:
+    """``await outbox.messages(to="m@example.com")``: email queued through ``core.api.queue_email``."""
+    return CapturedOutbox()
+
+
+@pytest.fixture
+async def run_job(app):
+    """Factory: ``run = await run_job("visitors.close_open_visits", project)`` runs a job now, in this
+    process, with core's clock (frozen when the test uses ``frozen_time``), and returns the finished
+    ``JobRun``. The test fails with the job's error unless the run ends in ``expect`` ("done"; None: any).
+    """
+    from tortoise.exceptions import IntegrityError
+
+    from core.jobs import run_job_now
+
+    async def runner(name: str, project=None, *, expect: str | None = "done", user=None):
+        try:
+            run = await run_job_now(name, getattr(project, "id", project), getattr(user, "id", user))
+        except IntegrityError as exc:
+            raise AssertionError(
+                f"job {name} already ran at this frozen instant: move time (frozen_time.tick(minutes=1)) between runs"
+            ) from exc
+        if expect is not None and run.state != expect:
+            raise AssertionError(f"job {name} ended {run.state!r}, expected {expect!r}:\n{run.error}\n{run.log}")
+        return run
+
+    return runner
+
+
+async def pending_migrations(*plugin_modules: str) -> list[str]:
+    """Migrations ``run.py makemigrations`` would write for the plugins in ``plugin_modules``
+    (importable names; none: every installed plugin). ``[]`` means the migrations match the models.
+
+    Uses its own in-memory database: call it from a test that does not use ``app``/``client``.
+    """
+    from core import db
+
+    host = PluginHost.discover(entry_points=False, extra_modules=plugin_modules)
+    labels = {p.name for p in host.plugins if p.module.__name__ in plugin_modules} if plugin_modules else None
+    config = await db.init(host, "sqlite://:memory:")
+    try:
+        writers = await db.pending_model_changes(config)
+    finally:
+        await db.close()
+    return [f"{w.app_label}.{w.name}" for w in writers if labels is None or w.app_label in labels]

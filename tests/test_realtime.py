@@ -191,3 +191,15 @@ async def test_old_messages_are_cleaned_up(app, agent):
     recent = await realtime.publish(channel, "screen_pop", {"call": 2})
     assert await realtime.cleanup(keep_hours=24) == 1
     assert await realtime.RealtimeMessage.filter(channel=channel).values_list("id", flat=True) == [recent.id]
+
+
+async def test_server_stops_promptly_while_browsers_hold_streams(client, agent, other_process):
+    await client.login("agent_li")
+    async with event_stream(other_process.url, dict(client.cookies.items())) as stream:
+        await asyncio.sleep(0.2)
+        started = asyncio.get_running_loop().time()
+        other_process.process.terminate()
+        with pytest.raises(EOFError):
+            await stream.next(timeout=5)  # the server ended the stream instead of waiting for it
+        await asyncio.get_running_loop().run_in_executor(None, other_process.process.wait, 5)
+        assert asyncio.get_running_loop().time() - started < 5

@@ -4,6 +4,8 @@ from tortoise.fields.base import OnDelete
 from tortoise import fields
 
 class Migration(migrations.Migration):
+    dependencies = [('core', '0001_initial')]
+
     initial = True
 
     operations = [

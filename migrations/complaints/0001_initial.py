@@ -1,0 +1,106 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+from tortoise.fields.base import OnDelete
+from tortoise import fields
+
+class Migration(migrations.Migration):
+    dependencies = [('core', '0001_initial'), ('core', '0002_auto_20261123_1932'), ('core', '0003_auto_20261123_1940'), ('core', '0004_auto_20261123_1948'), ('core', '0005_auto_20261123_2003')]
+
+    initial = True
+
+    operations = [
+        ops.CreateModel(
+            name='Category',
+            fields=[
+                ('project', fields.ForeignKeyField('core.Project', source_field='project_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('name', fields.CharField(max_length=64)),
+                ('parent', fields.ForeignKeyField('complaints.Category', source_field='parent_id', null=True, db_constraint=True, to_field='id', related_name='children', on_delete=OnDelete.RESTRICT)),
+                ('classification', fields.CharField(default='other', max_length=32)),
+                ('defect', fields.CharField(default='', max_length=32)),
+                ('is_active', fields.BooleanField(default=True)),
+            ],
+            options={'table': 'complaints_category', 'app': 'complaints', 'unique_together': (('project', 'name'),), 'pk_attr': 'id', 'table_description': 'A complaint category of an estate, in a tree maintained by its administrators.'},
+            bases=['ProjectScopedModel'],
+        ),
+        ops.CreateModel(
+            name='Case',
+            fields=[
+                ('project', fields.ForeignKeyField('core.Project', source_field='project_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('number', fields.CharField(db_index=True, max_length=32)),
+                ('customer', fields.ForeignKeyField('core.Customer', source_field='customer_id', db_constraint=True, to_field='id', related_name='complaint_cases', on_delete=OnDelete.RESTRICT)),
+                ('unit', fields.ForeignKeyField('core.Unit', source_field='unit_id', null=True, db_constraint=True, to_field='id', related_name='complaint_cases', on_delete=OnDelete.RESTRICT)),
+                ('channel', fields.CharField(default='phone', max_length=16)),
+                ('category', fields.ForeignKeyField('complaints.Category', source_field='category_id', null=True, db_constraint=True, to_field='id', related_name='cases', on_delete=OnDelete.RESTRICT)),
+                ('severity', fields.CharField(default='normal', max_length=16)),
+                ('subject', fields.CharField(max_length=200)),
+                ('description', fields.TextField(default='', unique=False)),
+                ('step', fields.CharField(default='received', db_index=True, max_length=16)),
+                ('work_order_id', fields.IntField(null=True, db_index=True)),
+                ('work_order_number', fields.CharField(default='', max_length=32)),
+                ('received_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('received_by', fields.ForeignKeyField('core.User', source_field='received_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('occurred_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('contact', fields.CharField(default='', max_length=120)),
+                ('department', fields.ForeignKeyField('core.Department', source_field='department_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.SET_NULL)),
+                ('assignee', fields.ForeignKeyField('core.User', source_field='assignee_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('due_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('step_due_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('warned_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('escalation_level', fields.SmallIntField(default=0)),
+                ('escalated_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('promised_reply_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('facts', fields.TextField(default='', unique=False)),
+                ('interviews', fields.TextField(default='', unique=False)),
+                ('root_cause', fields.CharField(default='', max_length=32)),
+                ('cause_detail', fields.TextField(default='', unique=False)),
+                ('responsible_party', fields.CharField(default='', max_length=32)),
+                ('responsible_name', fields.CharField(default='', max_length=120)),
+                ('solution', fields.TextField(default='', unique=False)),
+                ('compensation', fields.DecimalField(null=True, max_digits=14, decimal_places=2)),
+                ('solution_rounds', fields.SmallIntField(default=0)),
+                ('customer_opinion', fields.TextField(default='', unique=False)),
+                ('implementation', fields.TextField(default='', unique=False)),
+                ('follow_up', fields.TextField(default='', unique=False)),
+                ('summary', fields.TextField(default='', unique=False)),
+                ('closed_at', fields.DatetimeField(null=True, db_index=True, auto_now=False, auto_now_add=False)),
+                ('closed_by', fields.ForeignKeyField('core.User', source_field='closed_by_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('is_repeat', fields.BooleanField(default=False)),
+                ('needs_review', fields.BooleanField(default=False)),
+                ('reopen_count', fields.SmallIntField(default=0)),
+                ('step_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'complaints_case', 'app': 'complaints', 'unique_together': (('project', 'number'),), 'pk_attr': 'id', 'table_description': 'A complaint case (投诉单), from receipt to the summary at closing.'},
+            bases=['ProjectScopedModel'],
+        ),
+        ops.CreateModel(
+            name='CaseLink',
+            fields=[
+                ('project', fields.ForeignKeyField('core.Project', source_field='project_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('case', fields.ForeignKeyField('complaints.Case', source_field='case_id', db_constraint=True, to_field='id', related_name='earlier_links', on_delete=OnDelete.CASCADE)),
+                ('earlier', fields.ForeignKeyField('complaints.Case', source_field='earlier_id', db_constraint=True, to_field='id', related_name='later_links', on_delete=OnDelete.CASCADE)),
+                ('same_unit', fields.BooleanField(default=False)),
+                ('same_defect', fields.BooleanField(default=False)),
+            ],
+            options={'table': 'complaints_case_link', 'app': 'complaints', 'unique_together': (('case', 'earlier'),), 'pk_attr': 'id', 'table_description': 'A repeat: `case` came after `earlier` from the same unit or in the same defect category.'},
+            bases=['ProjectScopedModel'],
+        ),
+        ops.CreateModel(
+            name='Survey',
+            fields=[
+                ('project', fields.ForeignKeyField('core.Project', source_field='project_id', db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.RESTRICT)),
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('case', fields.ForeignKeyField('complaints.Case', source_field='case_id', db_constraint=True, to_field='id', related_name='surveys', on_delete=OnDelete.CASCADE)),
+                ('email', fields.CharField(max_length=255)),
+                ('sent_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('answered_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('score', fields.SmallIntField(null=True)),
+                ('comment', fields.TextField(default='', unique=False)),
+            ],
+            options={'table': 'complaints_survey', 'app': 'complaints', 'pk_attr': 'id', 'table_description': "The satisfaction survey sent after a case closed, and the customer's answer."},
+            bases=['ProjectScopedModel'],
+        ),
+    ]
