@@ -168,8 +168,7 @@ def create_app(
 ) -> Starlette:
     settings = settings_module.use(settings or settings_module.current())
     host = use_host(host or PluginHost.discover(extra_modules=settings.get("plugins.extra", [])))
-    for result in host.call_sync("register_settings"):
-        settings.add_defaults(result.plugin, result.value or {})
+    host.apply_settings(settings)
 
     template_dirs = [path for _, path in _plugin_dirs(host, "register_template_dirs", "templates")]
     templates = Templates(template_dirs)

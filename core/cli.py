@@ -22,7 +22,9 @@ def _host() -> PluginHost:
     from core.plugins import use_host
     from core.settings import current
 
-    return use_host(PluginHost.discover(extra_modules=current().get("plugins.extra", [])))
+    host = use_host(PluginHost.discover(extra_modules=current().get("plugins.extra", [])))
+    host.apply_settings(current())
+    return host
 
 
 async def _with_db(host: PluginHost, settings, work) -> Any:
@@ -208,7 +210,7 @@ def cmd_new_plugin(args, settings) -> int:
     print("Next steps:")
     print(f"  {sys.executable} -m pip install -e {target}    # into Courtyard's environment")
     print(f"  cd {target} && PYTHONPATH={ROOT} {sys.executable} -m pytest")
-    print(f"  python3 run.py migrate && python3 run.py plugins   # then enable it on an estate's Modules page")
+    print("  python3 run.py migrate && python3 run.py plugins   # then enable it on an estate's Modules page")
     return 0
 
 

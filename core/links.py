@@ -37,6 +37,8 @@ from tortoise import fields
 from tortoise.exceptions import IntegrityError
 from tortoise.models import Model
 
+from core import clock
+
 
 class LinkError(ValueError):
     """A link that cannot be used; `reason` is "invalid" (tampered, wrong purpose), "expired" or "used"."""
@@ -69,7 +71,7 @@ class Link:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def _serializer(purpose: str) -> URLSafeSerializer:

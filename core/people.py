@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import phonenumbers
-from pypinyin import Style, lazy_pinyin
+from pypinyin import lazy_pinyin
 
 from core.models import Customer, CustomerPhone, CustomerUnit, Project
 

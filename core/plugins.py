@@ -234,6 +234,11 @@ class PluginHost:
     def discover(cls, specs: Iterable[Any] = (), **kwargs) -> "PluginHost":
         return cls(discover(**kwargs), specs=specs)
 
+    def apply_settings(self, settings) -> None:
+        """Give each plugin's `register_settings` defaults their section (values set in settings.toml win)."""
+        for result in self.call_sync("register_settings"):
+            settings.add_defaults(result.plugin, result.value or {})
+
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.plugins]

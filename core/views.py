@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from core import auth, i18n
 from core.i18n import gettext as _
-from core.models import Project, User
+from core.models import User
 from core.scope import unscoped
 from core.shell import ModuleError, dashboard_tiles, projects_for, set_module
 from core.templating import render

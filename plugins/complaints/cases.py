@@ -57,7 +57,7 @@ DEFAULTS = {
 
 
 def conf() -> dict[str, Any]:
-    """The `[complaints]` settings over their defaults (command-line tools load no plugin defaults)."""
+    """The `[complaints]` settings over their defaults."""
     from core.settings import current
 
     return {**DEFAULTS, **(current().get("complaints") or {})}

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tortoise.expressions import Q
 
-from core.api import ctx, form_data, gettext, redirect, render, transaction
+from core.api import ctx, form_data, gettext, redirect, render, transaction, now
 from core.models import Customer
 from plugins.hotline.call_models import Call, DutyEntryKind, DutyLogEntry, DutyReview, DutyShift
 from plugins.hotline.telephony import format_duration
@@ -30,9 +30,8 @@ NOTE_MAX = 4000
 SUMMARY_MAX = 2000
 
 
-def clock() -> datetime:
-    """The current time (aware UTC); tests replace it to freeze time."""
-    return datetime.now(timezone.utc)
+# Core's clock, so the test kit's frozen time reaches these pages too.
+clock = now
 
 
 def local_day(at: datetime, tz: str) -> date:
