@@ -123,7 +123,11 @@ def bare_template_text(path: Path) -> list[str]:
     text = _TAG.sub(" ", text)
     text = re.sub(r"&[a-z]+;|&#\d+;", " ", text)
     for chunk in text.split("\n"):
+        chunk = chunk.strip()
+        # Leftovers of tags cut by template expressions, and URL paths, are not prose.
+        if "=" in chunk or chunk.startswith("/"):
+            continue
         words = [w for w in _WORD.findall(chunk) if w not in ALLOWED_WORDS]
         if words:
-            found.append(chunk.strip())
+            found.append(chunk)
     return found
