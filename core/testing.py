@@ -266,8 +266,10 @@ async def make_project(code: str = "EAST", name: str | None = None, modules: Ite
 
 
 async def make_user(username: str, role: str = "agent", project=None, password: str = PASSWORD, **kw):
+    """A staff user; English UI unless `locale=` says otherwise, so tests can assert the source strings."""
     from core.accounts import create_user
 
+    kw.setdefault("locale", "en")
     return await create_user(username, password, role=role, project=project, **kw)
 
 
@@ -585,3 +587,12 @@ async def pending_migrations(*plugin_modules: str) -> list[str]:
     finally:
         await db.close()
     return [f"{w.app_label}.{w.name}" for w in writers if labels is None or w.app_label in labels]
+
+
+def translated(message: str, locale: str = "zh_CN", **variables) -> str:
+    """`message` as users of `locale` see it: for text written by jobs, webhooks and public
+    pages, which use the estate's default language (Simplified Chinese) unless told otherwise."""
+    from core.i18n import gettext, use_locale
+
+    with use_locale(locale):
+        return gettext(message, **variables)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from core.api import create_customer, now, unscoped
-from core.testing import make_project, make_user
+from core.testing import make_project, make_user, translated
 from plugins.activities import registration as reg
 from plugins.activities.models import Activity, Club, Member, MemberLevel
 
@@ -59,7 +59,7 @@ async def test_levels_gate_the_audience_and_attendance_earns_points(app, estate)
         activity = await Activity.create(project=east, title="金卡会员品鉴会", starts_at=starts,
                                          ends_at=starts + timedelta(hours=2), capacity=10, status="published",
                                          audience_levels=[gold.id])
-        with pytest.raises(reg.RegistrationError, match="club members only"):
+        with pytest.raises(reg.RegistrationError, match=translated("This activity is for club members only, and %(name)s is not a member.", name="李四")):
             await reg.register(activity, li, 0)
         registration = await reg.register(activity, zhang, 0)
         assert await reg.check_in(registration)

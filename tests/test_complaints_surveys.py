@@ -6,6 +6,7 @@ import re
 
 from core.api import run_job_now, unscoped
 from core.outbox import OutboxMessage
+from core.testing import translated
 from plugins.complaints.models import Case, Step, Survey
 from tests.complaints_helpers import (  # noqa: F401  (fixtures)
     clock, estate, latest_case, local, login, open_case, walk,
@@ -58,7 +59,7 @@ async def test_survey_answered_once_through_the_public_link(make_client, estate,
         assert (await Case.get(id=case.id)).step == Step.CLOSED
 
     again = await public.form(path, {"score": "1"})
-    assert again.status_code == 410 and "already been answered" in again.text
+    assert again.status_code == 410 and translated("This survey has already been answered. Thank you for your feedback!") in again.text
     assert (await public.get(path)).status_code == 410
     with unscoped():
         assert (await Survey.get(case_id=case.id)).score == 5
@@ -78,13 +79,13 @@ async def test_tampered_and_expired_links_are_refused_politely(make_client, esta
     payload, _dot, signature = token.rpartition(".")
     tampered = f"/complaints/survey/{payload[:-2]}xx.{signature}"
     refused = await public.get(tampered)
-    assert refused.status_code == 404 and "not valid" in refused.text and "Traceback" not in refused.text
+    assert refused.status_code == 404 and translated("This link is not valid. Please use the link from your email exactly as it was sent.") in refused.text and "Traceback" not in refused.text
     assert (await public.form(tampered, {"score": "1"})).status_code == 404
     assert (await public.get("/complaints/survey/nonsense")).status_code == 404
 
     clock.at = local(2026, 4, 6, 10, 0)  # 32 days later: the 30-day link has expired
     expired = await public.get(path)
-    assert expired.status_code == 410 and "expired" in expired.text
+    assert expired.status_code == 410 and translated("This survey link has expired. Thank you all the same; you can always call us.") in expired.text
     assert (await public.form(path, {"score": "5"})).status_code == 410
     with unscoped():
         assert await Survey.filter(answered_at__isnull=False).count() == 0

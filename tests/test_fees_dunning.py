@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from core.testing import translated
+
 from core.plugins import current_host
 from tests.fees_helpers import MAY, fee_estate
 
@@ -58,7 +60,7 @@ async def test_steps_apply_once_each_as_days_pass_and_show_on_the_timeline(estat
     assert await records(homes[0]) == ["email", "letter", "call", "review"]
     bill = await Bill.get(unit_id=homes[0].id)
     entries = await TimelineEntry.filter(subject="fees.Bill", subject_id=bill.id, kind="dunning").order_by("id")
-    assert len(entries) == 4 and "letter" in entries[1].body
+    assert len(entries) == 4 and translated("reminder letter ready to print") in entries[1].body
 
 
 async def test_a_bill_found_late_gets_only_the_step_it_has_reached(estate):

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from core.testing import translated
 from tests.fees_helpers import MAY, fee_estate
 
 NOW = datetime(2026, 5, 1, 2, 0, tzinfo=timezone.utc)
@@ -116,7 +117,11 @@ async def test_bad_amounts_and_void_bills_are_refused_and_change_nothing(estate)
     from plugins.fees.payments import void_bill
 
     project, homes, space, items, cashier, manager = estate
-    for amount, message in (("-5", "greater than zero"), ("abc", "number"), ("10.005", "2 decimals"), ("0", "greater")):
+    greater = translated("Enter an amount greater than zero.")
+    for amount, message in (
+        ("-5", greater), ("abc", translated("Enter a number, e.g. 1280.50.")),
+        ("10.005", translated("Amounts have at most 2 decimals (fen).")), ("0", greater),
+    ):
         with pytest.raises(InputError) as error:
             await pay(project, homes[0], amount, cashier, f"bad-{amount}")
         assert message in error.value.errors["amount"]
@@ -124,7 +129,7 @@ async def test_bad_amounts_and_void_bills_are_refused_and_change_nothing(estate)
     await void_bill(bill, "重复开单", approver_id=manager.id)
     with pytest.raises(InputError) as error:
         await pay(project, homes[4], "10", cashier, "void", bill_ids=[bill.id])
-    assert "void" in error.value.errors["bills"]
+    assert error.value.errors["bills"] == translated("Bill %(number)s is void and cannot be paid.", number=bill.number)
     assert await Payment.all().count() == 0
 
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from core.api import EmailError, JobContext, Membership, User, gettext as _, project_calendar, queue_email, timeline
+from core.api import EmailError, JobContext, Membership, User, gettext as _, lazy_gettext, project_calendar, queue_email, timeline
 from plugins.hotline import workorders as wo
 from plugins.hotline.models import Assignment, CallbackTask, Escalation, Kind, Status, TaskStatus, WorkOrder
 
@@ -117,14 +117,15 @@ async def summary_lines(project, day) -> list[tuple[str, object]]:
     start = datetime.combine(day, time(0), tzinfo=zone)
     end = start + timedelta(days=1)
     received = WorkOrder.filter(received_at__gte=start, received_at__lt=end)
+    # Lazy labels: each manager's copy is rendered in their own language.
     lines: list[tuple[str, object]] = [
-        (_("Work orders received"), await received.count()),
-        (_("Complaints received"), await received.filter(kind=Kind.COMPLAINT).count()),
-        (_("Work done"), await WorkOrder.filter(resolved_at__gte=start, resolved_at__lt=end).count()),
-        (_("Closed after a satisfied callback"), await WorkOrder.filter(closed_at__gte=start, closed_at__lt=end).count()),
-        (_("Still open"), await WorkOrder.filter(status__in=Status.OPEN).count()),
-        (_("Escalated and still open"), await WorkOrder.filter(status__in=Status.OPEN, escalation_level__gt=0).count()),
-        (_("Callbacks waiting"), await CallbackTask.filter(status=TaskStatus.OPEN).count()),
+        (lazy_gettext("Work orders received"), await received.count()),
+        (lazy_gettext("Complaints received"), await received.filter(kind=Kind.COMPLAINT).count()),
+        (lazy_gettext("Work done"), await WorkOrder.filter(resolved_at__gte=start, resolved_at__lt=end).count()),
+        (lazy_gettext("Closed after a satisfied callback"), await WorkOrder.filter(closed_at__gte=start, closed_at__lt=end).count()),
+        (lazy_gettext("Still open"), await WorkOrder.filter(status__in=Status.OPEN).count()),
+        (lazy_gettext("Escalated and still open"), await WorkOrder.filter(status__in=Status.OPEN, escalation_level__gt=0).count()),
+        (lazy_gettext("Callbacks waiting"), await CallbackTask.filter(status=TaskStatus.OPEN).count()),
     ]
     return lines
 
