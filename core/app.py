@@ -169,6 +169,7 @@ def create_app(
     settings = settings_module.use(settings or settings_module.current())
     host = use_host(host or PluginHost.discover(extra_modules=settings.get("plugins.extra", [])))
     host.apply_settings(settings)
+    i18n.set_default_locale(settings["i18n"]["default_locale"])
 
     template_dirs = [path for _, path in _plugin_dirs(host, "register_template_dirs", "templates")]
     templates = Templates(template_dirs)

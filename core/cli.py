@@ -286,6 +286,9 @@ def main(argv: list[str]) -> int:
     if args.command is None:
         args = parser.parse_args(["serve", *argv])
     settings = settings_module.use(settings_module.load())
+    from core import i18n
+
+    i18n.set_default_locale(settings["i18n"]["default_locale"])
     try:
         return args.func(args, settings)
     except PluginError as exc:

@@ -30,7 +30,19 @@ DEFAULT_LOCALE = "zh_CN"
 LOCALES = ("zh_CN", "en")
 LOCALE_NAMES = {"zh_CN": "简体中文", "en": "English"}
 
-_locale: ContextVar[str] = ContextVar("courtyard_locale", default=DEFAULT_LOCALE)
+# Unset means the installation's default language (settings i18n.default_locale):
+# what jobs, webhooks and pages without a user speak.
+_locale: ContextVar[str | None] = ContextVar("courtyard_locale", default=None)
+_default = DEFAULT_LOCALE
+
+
+def set_default_locale(code: str) -> None:
+    global _default
+    _default = code if code in LOCALES else DEFAULT_LOCALE
+
+
+def default_locale() -> str:
+    return _default
 _catalogs: dict[str, NullTranslations] = {}
 
 
@@ -57,7 +69,7 @@ def load_catalogs(locale_dirs: Iterable[Path], locales: Iterable[str] = LOCALES)
 
 
 def set_locale(code: str) -> None:
-    _locale.set(code if code in LOCALES else DEFAULT_LOCALE)
+    _locale.set(code if code in LOCALES else _default)
 
 
 @contextlib.contextmanager
@@ -73,7 +85,7 @@ def keep_locale():
 @contextlib.contextmanager
 def use_locale(code: str):
     """Render in `code` for a block (emails in the customer's language)."""
-    token = _locale.set(code if code in LOCALES else DEFAULT_LOCALE)
+    token = _locale.set(code if code in LOCALES else _default)
     try:
         yield
     finally:
@@ -81,11 +93,11 @@ def use_locale(code: str):
 
 
 def get_locale() -> str:
-    return _locale.get()
+    return _locale.get() or _default
 
 
 def _translations() -> NullTranslations:
-    return _catalogs.get(_locale.get()) or NullTranslations()
+    return _catalogs.get(get_locale()) or NullTranslations()
 
 
 def gettext(message: str, **variables) -> str:
@@ -108,7 +120,7 @@ def lazy_gettext(message: str, **variables) -> LazyProxy:
 
 
 def _babel_locale() -> Locale:
-    return Locale.parse(_locale.get())
+    return Locale.parse(get_locale())
 
 
 def localtime(value: datetime, tz: str) -> datetime:

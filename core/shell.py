@@ -72,6 +72,10 @@ async def navigation(request: Request) -> list[NavEntry]:
             active = path == item.url or (item.url.rstrip("/") != (f"/p/{project.code}" if project else "") and path.startswith(item.url))
             entries.append((item.order, rank, NavEntry(item.label, item.url, item.icon, item.group, active, result.plugin)))
     entries.sort(key=lambda e: (e[0], e[1]))
+    # One entry is current: the most specific one (/fees/payments/1 is "Receipts", not also "Fees").
+    longest = max((len(e[2].url) for e in entries if e[2].active), default=0)
+    for _order, _rank, entry in entries:
+        entry.active = entry.active and len(entry.url) == longest
     return [e[2] for e in entries]
 
 

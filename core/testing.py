@@ -187,6 +187,8 @@ def settings(tmp_path, database_url) -> settings_module.Settings:
     s.data["security"]["secret_key"] = "test-secret"
     s.data["smtp"]["host"] = ""
     s.data["server"]["embedded_worker"] = False
+    # Tests assert the English source strings; Chinese is checked by the catalog tests.
+    s.data["i18n"]["default_locale"] = "en"
     return s
 
 
@@ -589,10 +591,10 @@ async def pending_migrations(*plugin_modules: str) -> list[str]:
     return [f"{w.app_label}.{w.name}" for w in writers if labels is None or w.app_label in labels]
 
 
-def translated(message: str, locale: str = "zh_CN", **variables) -> str:
-    """`message` as users of `locale` see it: for text written by jobs, webhooks and public
-    pages, which use the estate's default language (Simplified Chinese) unless told otherwise."""
-    from core.i18n import gettext, use_locale
+def translated(message: str, locale: str | None = None, **variables) -> str:
+    """`message` as users of `locale` see it (default: the installation's default language,
+    which jobs, webhooks and pages without a user speak)."""
+    from core.i18n import default_locale, gettext, use_locale
 
-    with use_locale(locale):
+    with use_locale(locale or default_locale()):
         return gettext(message, **variables)

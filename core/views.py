@@ -160,7 +160,7 @@ async def set_language(request: Request) -> Response:
     form = await form_data(request)
     code = form.get("locale", "")
     if code not in i18n.LOCALES:
-        code = i18n.DEFAULT_LOCALE
+        code = i18n.default_locale()
     context = ctx(request)
     if context.principal is not None:
         with unscoped():
@@ -181,7 +181,7 @@ async def dashboard(request: Request) -> Response:
     return await render(request, "core/dashboard.html", {"tiles": await dashboard_tiles(request)})
 
 
-async def modules_page(request: Request) -> Response:
+async def modules_page(request: Request, extra: dict | None = None) -> Response:
     context = ctx(request)
     host = request.app.state.host
     rows = [
@@ -195,7 +195,7 @@ async def modules_page(request: Request) -> Response:
         }
         for p in host.toggleable()
     ]
-    return await render(request, "core/modules.html", {"modules": rows}, block="modules")
+    return await render(request, "core/modules.html", {"modules": rows, **(extra or {})}, block="modules")
 
 
 async def module_toggle(request: Request) -> Response:
@@ -218,4 +218,8 @@ async def module_toggle(request: Request) -> Response:
     ) if changed else _("Nothing changed.")
     if not request.headers.get("hx-request"):
         return redirect(request, f"/p/{context.project.code}/modules", message)
-    return toast(await modules_page(request), message)
+    from core.shell import navigation
+
+    # The menu changes with the modules: swap the sidebar too (out of band).
+    extra = {"sidebar_oob": True, "nav": await navigation(request)}
+    return toast(await modules_page(request, extra), message)

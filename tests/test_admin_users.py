@@ -43,7 +43,7 @@ async def _events(action) -> list[AccessEvent]:
 def _new_user_form(**overrides):
     data = {
         "username": "li_na", "display_name": "李娜", "email": "li.na@example.com", "phone": "138 0013 8000",
-        "extension": "8012", "locale": "zh_CN", "project": "", "role": "", "department": "",
+        "extension": "8012", "locale": "en", "project": "", "role": "", "department": "",
         "new_password": NEW_PASSWORD, "repeat_password": NEW_PASSWORD,
     }
     data.update(overrides)
