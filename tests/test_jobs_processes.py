@@ -35,6 +35,7 @@ def worker_env(settings, **extra) -> dict:
         "COURTYARD_STORAGE_PATH": str(settings["storage"]["path"]),
         "COURTYARD_SMTP_HOST": "",
         "COURTYARD_PLUGINS_EXTRA": CHORES,
+        "COURTYARD_I18N_DEFAULT_LOCALE": "en",  # the log lines asserted below are the English source
         **{key: str(value) for key, value in extra.items()},
     }
 

@@ -33,7 +33,7 @@ async def test_migrations_match_the_models():
 
 
 async def test_guard_registers_a_visitor_and_marks_them_left(estate, login_as):
-    guard = await login_as("staff", estate[0])  # users' language is Chinese unless said otherwise
+    guard = await login_as("staff", estate[0], locale="zh_CN")  # this guard reads Chinese
     page = await guard.get("/p/EAST/visitors/new")
     assert page.status_code == 200
 
