@@ -47,6 +47,7 @@ from core.api import (
     transaction,
     unscoped,
     now,
+    users_with_permission,
 )
 from plugins.hotline.models import (
     Assignment,
@@ -585,19 +586,6 @@ async def open_assignments_for(order: WorkOrder, user_id: int) -> list[Assignmen
     if departments:
         condition |= Q(department_id__in=departments)
     return await Assignment.filter(condition, order_id=order.id, done_at__isnull=True)
-
-
-async def users_with_permission(project_id: int, permission: str) -> list[User]:
-    """Active staff holding `permission` in the estate (its own members and head office)."""
-    with unscoped():
-        memberships = await Membership.filter(Q(project_id=project_id) | Q(project_id__isnull=True)).select_related(
-            "role", "user"
-        )
-    found: dict[int, User] = {}
-    for membership in memberships:
-        if membership.user.is_active and permission in (membership.role.permissions or []):
-            found[membership.user.id] = membership.user
-    return sorted(found.values(), key=lambda u: u.id)
 
 
 def overdue(order: WorkOrder, at: datetime) -> bool:
