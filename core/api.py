@@ -29,14 +29,14 @@ working-time deadlines: `deadline`, `project_calendar`, `WorkingCalendar`.
 Jobs and email: `JobContext`, `JobError`, `queue_run`, `run_job_now`,
 `queue_email`, `EmailError`; time: `now` (core's clock, frozen in tests).
 
-Text: `gettext`, `lazy_gettext`, `ngettext`. The plugin host: `current_host`.
+Text: `gettext`, `lazy_gettext`, `ngettext`; `local_today` (the date in an estate's time zone). The plugin host: `current_host`.
 """
 
 from __future__ import annotations
 
 import pluggy
 
-from core.i18n import gettext, lazy_gettext, ngettext
+from core.i18n import gettext, lazy_gettext, local_today, ngettext
 from core.clock import now  # the current time, aware UTC; frozen by the test kit's `frozen_time`
 from core.kit import (
     HOOK_API_VERSION,
@@ -128,6 +128,7 @@ __all__ = [
     "gettext",
     "hookimpl",
     "lazy_gettext",
+    "local_today",
     "links",
     "may_see_personal_data",
     "ngettext",

@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 from starlette.exceptions import HTTPException
@@ -22,7 +21,7 @@ from tortoise.functions import Count
 
 from core import i18n
 from core.db import transaction
-from core.i18n import gettext as _, lazy_gettext as _l
+from core.i18n import gettext as _, lazy_gettext as _l, local_today
 from core.kit import CustomerSection
 from core.listing import Column, Filter, ListView
 from core.models import Building, Channel, Customer, CustomerPhone, CustomerUnit, Relation, Unit, UnitUse
@@ -82,7 +81,7 @@ def shown_id_number(request: Request, value: str) -> str:
 
 
 def _today(request: Request) -> date:
-    return datetime.now(ZoneInfo(ctx(request).project.timezone)).date()
+    return local_today(ctx(request).project.timezone)
 
 
 def _current(link: CustomerUnit, today: date) -> bool:

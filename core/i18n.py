@@ -129,6 +129,13 @@ def localtime(value: datetime, tz: str) -> datetime:
     return value.astimezone(ZoneInfo(tz))
 
 
+def local_today(tz: str, at: datetime | None = None) -> date:
+    """The local date in time zone `tz` at `at` (default: now on core's clock, frozen in tests)."""
+    from core import clock
+
+    return localtime(at or clock.now(), tz).date()
+
+
 def format_datetime(value: datetime | None, tz: str, fmt: str = "short") -> str:
     if value is None:
         return ""

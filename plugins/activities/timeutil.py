@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
-from core.api import now
+from core.api import local_today, now
 
 
 def local(value: datetime, tz: str) -> datetime:
@@ -13,7 +13,7 @@ def local(value: datetime, tz: str) -> datetime:
 
 
 def today(tz: str, at: datetime | None = None) -> date:
-    return local(at or now(), tz).date()
+    return local_today(tz, at or now())
 
 
 def day_start(day: date, tz: str) -> datetime:

@@ -23,13 +23,14 @@ from core.api import (
     queue_email, timeline, transaction, unscoped,
 )
 from core.api import deadline as sla_deadline
+from core.api import now as core_now
 from plugins.complaints.models import (
     Case, CaseLink, Category, Channel, Escalation, Party, RootCause, Severity, Step, Survey,
 )
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return core_now()
 
 
 # Tests replace this with a frozen clock; jobs pass their own `ctx.now()`.

@@ -84,7 +84,7 @@ def _state_filter(queryset, value):
 
 
 async def _category_choices(request: Request):
-    return [(c.id, c.name) for c in await Category.filter(project_id=ctx(request).project.id).order_by("name")]
+    return [(c.id, c.name) for c in await Category.all().order_by("name")]
 
 
 cases_list = ListView(
@@ -285,7 +285,7 @@ async def review_submit(request: Request) -> Response:
 
 
 async def category_list(request: Request) -> Response:
-    categories = await Category.filter(project_id=ctx(request).project.id).order_by("name")
+    categories = await Category.all().order_by("name")
     by_parent: dict[int | None, list[Category]] = {}
     for category in categories:
         by_parent.setdefault(category.parent_id, []).append(category)
@@ -304,7 +304,7 @@ async def category_list(request: Request) -> Response:
 
 async def _render_category(request: Request, category: Category | None, values: dict, errors: dict | None = None,
                            status_code: int = 200) -> Response:
-    parents = [(c.id, c.name) for c in await Category.filter(project_id=ctx(request).project.id).order_by("name")
+    parents = [(c.id, c.name) for c in await Category.all().order_by("name")
                if category is None or c.id != category.id]
     return await render(request, "complaints/category_form.html", {
         "category": category, "values": values, "errors": errors or {}, "parents": parents, "base": _base(request),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from core.api import gettext as _
+from core.api import gettext as _, now
 
 FEN = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -21,7 +21,7 @@ class InputError(ValueError):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return now()
 
 
 def round_fen(value: Decimal) -> Decimal:

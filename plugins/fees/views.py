@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 import secrets
-from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -13,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from core.api import (
     Building, Column, Customer, CustomerUnit, DashboardTile, Filter, ListView, SearchResult, Unit, UnitUse,
     ctx, gettext, lazy_gettext as _, project_url, queue_run, redirect, render, route, timeline, transaction,
+    local_today,
 )
 from plugins.fees import billing, dunning, payments, reports
 from plugins.fees.models import (
@@ -36,7 +36,7 @@ def _base(request: Request) -> str:
 
 
 def _today(request: Request) -> date:
-    return datetime.now(timezone.utc).astimezone(ZoneInfo(ctx(request).project.timezone)).date()
+    return local_today(ctx(request).project.timezone)
 
 
 def _can(request: Request, permission: str) -> bool:
@@ -90,8 +90,9 @@ BILLS = ListView(
 )
 
 
-def _bucket_filter(queryset, key: str):
-    today = datetime.now(timezone.utc).date()
+def _bucket_filter(queryset, key: str, request: Request):
+    # Days overdue count in the estate's time zone, as the arrears report does.
+    today = _today(request)
     for name, first, last in dunning.BUCKETS:
         if name == key:
             queryset = queryset.filter(due_date__lte=today - timedelta(days=first))
@@ -105,7 +106,7 @@ def _arrears_query(request: Request):
 
 
 async def _buildings(request: Request):
-    return [(str(b.id), b.name) for b in await Building.filter(project_id=ctx(request).project.id)]
+    return [(str(b.id), b.name) for b in await Building.all()]
 
 
 ARREARS = ListView(

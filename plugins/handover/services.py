@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
+from core.api import local_today as date_in
 from core.api import (
     Customer, EmailError, Sequence, Unit, User, attachments, gettext, links, now, queue_email, timeline, transaction,
 )
@@ -64,7 +65,7 @@ def clock() -> datetime:
 
 
 def local_today(project, at: datetime | None = None) -> date:
-    return (at or clock()).astimezone(ZoneInfo(project.timezone)).date()
+    return date_in(project.timezone, at or clock())
 
 
 def local_datetime(project, day: date, minute: int) -> datetime:
