@@ -13,7 +13,9 @@ hooks return: `Permission`, `NavItem`, `DashboardTile`, `CustomerSection`,
 
 Pages: `route`, `render`, `ctx`, `form_data`, `redirect`, `toast`,
 `project_url`, `plugin_url`, `enabled_modules`, `may_see_personal_data`;
-lists: `ListView`, `Column`, `Filter`.
+lists: `ListView`, `Column`, `Filter`; a plugin's own spreadsheet import:
+`read_spreadsheet` (rows of an .xlsx/.csv file, streamed), `SpreadsheetError`,
+`header_key` (a column name as compared).
 
 Data: `ProjectScopedModel`, `unscoped`, `current_scope`, `OutOfScope`,
 `transaction`; core's models `Project`, `Building`, `Unit`, `UnitUse`,
@@ -23,29 +25,42 @@ Data: `ProjectScopedModel`, `unscoped`, `current_scope`, `OutOfScope`,
 `PhoneError`, `users_with_permission`.
 
 Records' history and files: `timeline`, `attachments`; events between plugins:
-`emit`, `DomainEvent`; live updates: `realtime`; signed links: `links`;
+`emit`, `emit_many` (many events of one name), `DomainEvent`; live updates: `realtime`; signed links: `links`;
 working-time deadlines: `deadline`, `project_calendar`, `WorkingCalendar`.
+
+JSON API for integrations (hook `register_api_routes`): `api_route` builds an
+`ApiRoute`; handlers get an `ApiCall` and raise `ApiError`; models derive from
+`ApiModel`; lists take a `ListQuery` and answer `Page[...]` through `paginate`;
+records synced by integrations mix in `ChangeTracked` (`updated_at`). Events
+offered to webhook subscribers: `EventSpec` (hook `register_events`).
 
 Jobs and email: `JobContext`, `JobError`, `queue_run`, `run_job_now`,
 `queue_email`, `EmailError`; time: `now` (core's clock, frozen in tests).
 
-Text: `gettext`, `lazy_gettext`, `ngettext`; `local_today` (the date in an estate's time zone). The plugin host: `current_host`.
+Text: `gettext`, `lazy_gettext`, `ngettext`, `pgettext`, `lazy_pgettext` (each
+looks in the calling plugin's own catalog, then core's); `local_today` (the
+date in an estate's time zone). The plugin host: `current_host`.
 """
 
 from __future__ import annotations
 
 import pluggy
 
-from core.i18n import gettext, lazy_gettext, local_today, ngettext
+from core.i18n import local_today
+# The calling plugin's catalog first (the plugin whose package the calling module is in), then core's.
+from core.i18n import plugin_gettext as gettext, plugin_lazy_gettext as lazy_gettext, plugin_ngettext as ngettext
+from core.i18n import plugin_lazy_pgettext as lazy_pgettext, plugin_pgettext as pgettext  # msgctxt
 from core.clock import now  # the current time, aware UTC; frozen by the test kit's `frozen_time`
 from core.kit import (
     HOOK_API_VERSION,
     CallEvent,
     HookDeprecationWarning,
     CallEventError,
+    ApiRoute,
     CustomerSection,
     DashboardTile,
     DomainEvent,
+    EventSpec,
     JobSpec,
     Manifest,
     NavItem,
@@ -55,12 +70,15 @@ from core.kit import (
 from core import links  # signed, expiring, single-use links for people who never log in (surveys)
 from core import attachments, realtime, timeline  # realtime.publish/user_channel; timeline.post/history/context, attachments.attach/list_for/context
 from core.db import transaction
-from core.events import emit
+from core.events import emit, emit_many
 from core.jobs import JobContext, JobError, queue_run, run_job_now
 from core.plugins import current_host  # the plugin host, to call project hooks (host.call(..., enabled=...))
 from core.listing import Column, Filter, ListView
+from core.importer import ImportFileError as SpreadsheetError, _key as header_key, read_rows as read_spreadsheet
 from core.outbox import EmailError, queue_email
 from core.models import Building, Customer, CustomerUnit, Project, Relation, Sequence, Unit, UnitUse, User
+from core.models import ChangeTracked  # `updated_at` on every save, for `updated_since` syncs
+from core.rest import ApiCall, ApiError, ApiModel, ListQuery, Page, api_route, paginate  # the JSON API kit
 from core.models import Channel, CustomerPhone, Department, Membership, Role  # staff, departments, contact channels
 from core.accounts import users_with_permission  # active staff holding a permission in an estate
 from core.people import PhoneError, create_customer, display_phone, normalize_phone, try_normalize_phone
@@ -74,6 +92,16 @@ hookimpl = pluggy.HookimplMarker("courtyard")
 
 __all__ = [
     "HOOK_API_VERSION",
+    "ApiCall",
+    "ApiError",
+    "ApiModel",
+    "ApiRoute",
+    "ChangeTracked",
+    "EventSpec",
+    "ListQuery",
+    "Page",
+    "api_route",
+    "paginate",
     "HookDeprecationWarning",
     "now",
     "CallEvent",
@@ -124,14 +152,20 @@ __all__ = [
     "enabled_modules",
     "current_scope",
     "emit",
+    "emit_many",
+    "SpreadsheetError",
+    "header_key",
+    "read_spreadsheet",
     "form_data",
     "gettext",
     "hookimpl",
     "lazy_gettext",
+    "lazy_pgettext",
     "local_today",
     "links",
     "may_see_personal_data",
     "ngettext",
+    "pgettext",
     "plugin_url",
     "project_url",
     "queue_run",

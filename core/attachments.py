@@ -19,6 +19,7 @@ On a detail page, `await attachments.context(request, record)` gives what
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -26,7 +27,6 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -38,6 +38,7 @@ from starlette.responses import FileResponse, Response
 from tortoise import fields
 from tortoise.models import Model
 
+from core import clock
 from core import settings as settings_module
 from core import timeline
 from core.i18n import gettext
@@ -52,6 +53,13 @@ TYPE_NAMES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WebP", "i
 
 class AttachmentError(ValueError):
     """An upload that was refused; the message is for the user."""
+
+
+class StorageError(AttachmentError):
+    """The file could not be written (disk full, storage unmounted); nothing of it was kept.
+
+    Not the user's fault: a caller may keep the record it was for and say the file is missing.
+    """
 
 
 class Attachment(ProjectScopedModel):
@@ -135,21 +143,37 @@ async def _chunks(source: Any):
 
 
 async def save_stream(source: Any, target: Path, limit: int) -> tuple[int, str, bytes]:
-    """Copy the upload to `target`, hashing it; stops as soon as it exceeds `limit`."""
+    """Copy the upload to `target`, hashing it; stops as soon as it exceeds `limit`.
+
+    Raises AttachmentError (too large) or StorageError (the disk is full or not
+    writable); the caller removes what was written of `target`.
+    """
     digest = hashlib.sha256()
     size = 0
     head = b""
-    with open(target, "xb") as out:
-        async for chunk in _chunks(source):
-            size += len(chunk)
-            if size > limit:
-                raise AttachmentError(
-                    gettext("The file is larger than %(mb)s MB.", mb=limit // (1024 * 1024))
-                )
-            if len(head) < 16:
-                head += chunk[: 16 - len(head)]
-            digest.update(chunk)
-            out.write(chunk)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "xb") as out:
+            async for chunk in _chunks(source):
+                size += len(chunk)
+                if size > limit:
+                    raise AttachmentError(
+                        gettext("The file is larger than %(mb)s MB.", mb=limit // (1024 * 1024))
+                    )
+                if len(head) < 16:
+                    head += chunk[: 16 - len(head)]
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as exc:
+        log.error("cannot write %s: %s", target, exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageError(gettext(
+                "The file could not be stored: the server's disk is full. Nothing of it was kept; "
+                "tell your IT administrator."
+            )) from exc
+        raise StorageError(gettext(
+            "The file could not be stored on the server. Nothing of it was kept; tell your IT administrator."
+        )) from exc
     return size, digest.hexdigest(), head
 
 
@@ -163,7 +187,8 @@ async def attach(record: Model, upload: Any, filename: str | None = None, *, aut
     filename: the name the user gave (kept for display; default: the upload's).
     author: a `User`, `ctx(request).principal`, a user id, or None for the system.
     Raises AttachmentError (message for the user) if the file is too large,
-    empty or of a type not allowed; nothing is stored then.
+    empty or of a type not allowed, and its subclass StorageError when the
+    disk is full; nothing is stored then.
 
     The file is written before the database rows; if the caller's own
     transaction rolls back later, the file stays on disk without a row
@@ -175,10 +200,9 @@ async def attach(record: Model, upload: Any, filename: str | None = None, *, aut
     limit, allowed = _limits()
     name = clean_filename(filename if filename is not None else getattr(upload, "filename", None))
     root = settings_module.current().storage_path
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     relative = Path(str(record.project_id), f"{now:%Y}", f"{now:%m}", uuid.uuid4().hex)
     target = root / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         size, sha256, head = await save_stream(upload, target, limit)
         if size == 0:
@@ -233,10 +257,13 @@ class AttachmentsView:
     accept: str
     allowed: str
     errors: dict[str, str] = field(default_factory=dict)
+    can_upload: bool = True
 
 
 async def context(request: Request, record: Model, *, errors: dict | None = None) -> dict[str, Any]:
     """`{"attachments": ...}` for a page that includes `core/_attachments.html`."""
+    from core.web import ctx
+
     timeline._check_subject(record)
     limit, allowed = _limits()
     label = timeline.subject_label(record)
@@ -251,6 +278,7 @@ async def context(request: Request, record: Model, *, errors: dict | None = None
         accept=",".join(allowed),
         allowed=allowed_names(allowed),
         errors=errors or {},
+        can_upload=ctx(request).principal is not None and ctx(request).principal.can("core.annotate", record.project_id),
     )
     return {"attachments": view}
 

@@ -8,10 +8,11 @@ holds only its SHA-256.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,6 +21,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.models import Model
 
+from core import clock
+from core.db import long_write_in_progress
 from core.models import Membership, Project, Role, User
 
 SESSION_COOKIE = "courtyard_session"
@@ -39,17 +42,20 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-# A real hash to verify against when the account does not exist, so the
-# response time does not tell whether a username is known.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """A real hash to verify against when the account does not exist, so the
+    response time does not tell whether a username is known. Made when first
+    needed: hashing at import would lengthen every process's start-up."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def burn_time_verifying(password: str) -> None:
-    verify_password(_DUMMY_HASH, password)
+    verify_password(_dummy_hash(), password)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()  # core's clock, so the test kit's frozen_time governs sessions and lockouts
 
 
 def _digest(token: str) -> str:
@@ -94,7 +100,9 @@ async def load_session(token: str | None, idle: timedelta, absolute: timedelta) 
         await session.delete()
         return None
     # Touch at most once a minute: keeps idle timeout exact enough without a write per request.
-    if at - session.last_seen_at > timedelta(minutes=1):
+    # Not while an import holds SQLite's write lock: the touch would make this request, and
+    # every one behind it, wait for the import's commit; a skipped touch only expires sooner.
+    if at - session.last_seen_at > timedelta(minutes=1) and not long_write_in_progress():
         session.last_seen_at = at
         await Session.filter(id=session.id).update(last_seen_at=at)
     return session
@@ -202,6 +210,7 @@ async def end_sessions(user_id: int, keep_token: str | None = None) -> int:
 class LoginThrottle(Model):
     """Failed logins per account ("user:<name>") and per client address ("ip:<addr>").
 
+    An attempt is counted before its password is checked and given back when it succeeds.
     Kept in the database so every app process counts the same failures.
     """
 
@@ -229,32 +238,63 @@ async def locked_keys(keys: dict[str, str]) -> list[str]:
     return [kind for kind, key in keys.items() if key in locked]
 
 
-async def count_failure(keys: dict[str, str], limits: dict[str, int], window: timedelta) -> list[str]:
-    """Count a failed login; return the kinds that became locked by it (for the access log).
+async def claim_attempt(keys: dict[str, str], limits: dict[str, int], window: timedelta) -> list[str]:
+    """Count a login attempt *before* its password is checked; return the kinds ("user",
+    "ip") already over their limit: such an attempt is refused without checking.
 
-    Failures older than the lockout window are forgotten, so a few typos a day
-    never add up to a lockout.
+    Counting first is what holds under a concurrent brute force: of forty guesses sent at
+    once, only the first `limit` get a password check (checking first and counting after
+    let all forty through). Failures older than the lockout window are forgotten, so a
+    few typos a day never add up to a lockout.
     """
     at = now()
-    newly_locked = []
+    over = []
     for kind, key in keys.items():
         row = await LoginThrottle.get_or_none(key=key)
         if row is None:
             try:
                 row = await LoginThrottle.create(key=key, failures=1, last_failure_at=at)
-            except IntegrityError:  # another process created it meanwhile
+            except IntegrityError:  # another request created it meanwhile
                 row = await LoginThrottle.get(key=key)
                 await LoginThrottle.filter(id=row.id).update(failures=F("failures") + 1, last_failure_at=at)
-        elif at - row.last_failure_at > window:
-            await LoginThrottle.filter(id=row.id).update(failures=1, last_failure_at=at)
+        elif (row.locked_until is not None and row.locked_until <= at) or (
+            row.locked_until is None and at - row.last_failure_at > window
+        ):
+            # Counting starts again after a lockout or a quiet window. Only one of several
+            # simultaneous requests restarts the count; the others add to it.
+            unchanged = {"locked_until__isnull": True} if row.locked_until is None else {"locked_until": row.locked_until}
+            restarted = await LoginThrottle.filter(id=row.id, last_failure_at=row.last_failure_at, **unchanged).update(
+                failures=1, last_failure_at=at, locked_until=None
+            )
+            if not restarted:
+                await LoginThrottle.filter(id=row.id).update(failures=F("failures") + 1, last_failure_at=at)
         else:
             await LoginThrottle.filter(id=row.id).update(failures=F("failures") + 1, last_failure_at=at)
-        row = await LoginThrottle.get(id=row.id)
-        if row.failures >= limits[kind]:
-            # Locked for the whole window; counting starts again afterwards.
-            await LoginThrottle.filter(id=row.id).update(locked_until=at + window, failures=0)
+        # None: a successful login of the account cleared its count meanwhile (counting restarts).
+        counted = await LoginThrottle.get_or_none(id=row.id)
+        if counted is not None and counted.failures > limits[kind]:
+            over.append(kind)
+    return over
+
+
+async def lock_when_reached(keys: dict[str, str], limits: dict[str, int], window: timedelta) -> list[str]:
+    """After a failed attempt: lock the kinds that reached their limit for the window; return
+    the kinds newly locked (for the access log). Counting starts again after the lockout."""
+    at = now()
+    newly_locked = []
+    for kind, key in keys.items():
+        locked = await LoginThrottle.filter(key=key, failures__gte=limits[kind], locked_until__isnull=True).update(
+            locked_until=at + window
+        )
+        if locked:
             newly_locked.append(kind)
     return newly_locked
+
+
+async def forgive_attempt(keys: dict[str, str]) -> None:
+    """A successful login gives back the attempt `claim_attempt` counted for the address."""
+    if "ip" in keys:
+        await LoginThrottle.filter(key=keys["ip"], failures__gt=0).update(failures=F("failures") - 1)
 
 
 async def clear_failures(username: str) -> None:

@@ -37,6 +37,36 @@ async def _with_db(host: PluginHost, settings, work) -> Any:
         await db.close()
 
 
+async def _unapplied(host: PluginHost, settings) -> list[str]:
+    from core import db
+
+    return await _with_db(host, settings, db.unapplied_migrations)
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def not_migrated(host: PluginHost, settings) -> str | None:
+    """Why commands that need the database cannot run yet (a new or not yet upgraded database), or None."""
+    missing = asyncio.run(_unapplied(host, settings))
+    if not missing:
+        return None
+    if "core.0001_initial" in missing:
+        state = "has no tables yet"
+    else:
+        state = f"lacks {len(missing)} migration(s) of this version (first: {missing[0]})"
+    return (
+        f"The database ({_without_password(settings.database_url)}) {state}: run `python3 run.py migrate` first "
+        "(or `python3 run.py demo` to try Courtyard with demo estates)."
+    )
+
+
 async def migrate_database(host: PluginHost, settings, quiet: bool = False) -> None:
     from core import db
     from core.shell import sync_permissions
@@ -97,27 +127,35 @@ def cmd_createsuperuser(args, settings) -> int:
     return 0
 
 
-def cmd_plugins(args, settings) -> int:
+async def _where_enabled(host: PluginHost) -> dict[str, str]:
     from core.models import Project, ProjectModule
 
+    projects = await Project.all().order_by("code")
+    enabled: dict[str, set[int]] = {}
+    for row in await ProjectModule.filter(enabled=True).values("project_id", "module"):
+        enabled.setdefault(row["module"], set()).add(row["project_id"])
+    where = {}
+    for plugin in host.plugins:
+        if not plugin.manifest.per_project:
+            where[plugin.name] = "always on"
+        else:
+            on = [p.code for p in projects if p.id in enabled.get(plugin.name, set())]
+            where[plugin.name] = "enabled in: " + (", ".join(on) if on else "(none)")
+    return where
+
+
+def cmd_plugins(args, settings) -> int:
     host = _host()
-
-    async def work(config):
-        projects = await Project.all().order_by("code")
-        enabled = {}
-        for row in await ProjectModule.filter(enabled=True).values("project_id", "module"):
-            enabled.setdefault(row["module"], set()).add(row["project_id"])
-        for plugin in host.plugins:
-            m = plugin.manifest
-            if not m.per_project:
-                where = "always on"
-            else:
-                on = [p.code for p in projects if p.id in enabled.get(m.name, set())]
-                where = "enabled in: " + (", ".join(on) if on else "(none)")
-            deps = f" depends: {', '.join(m.depends)}" if m.depends else ""
-            print(f"{m.name:14} {m.version:8} [{plugin.origin}] {where}{deps}")
-
-    asyncio.run(_with_db(host, settings, work))
+    # What is installed needs no database; where it is enabled does.
+    problem = not_migrated(host, settings)
+    where = {} if problem else asyncio.run(_with_db(host, settings, lambda config: _where_enabled(host)))
+    for plugin in host.plugins:
+        m = plugin.manifest
+        place = f" {where[m.name]}" if m.name in where else ""
+        deps = f" depends: {', '.join(m.depends)}" if m.depends else ""
+        print(f"{m.name:14} {m.version:8} [{plugin.origin}]{place}{deps}")
+    if problem:
+        print(f"\nWhere each module is enabled is not shown. {problem}", file=sys.stderr)
     return 0
 
 
@@ -147,6 +185,10 @@ def cmd_serve(args, settings) -> int:
 
     from core.app import create_app
 
+    problem = not_migrated(_host(), settings)
+    if problem:
+        print(f"Cannot serve: {problem}", file=sys.stderr)
+        return 2
     host = settings["server"]["host"] if not getattr(args, "host", None) else args.host
     port = int(getattr(args, "port", None) or settings["server"]["port"])
     app = create_app(settings)
@@ -167,7 +209,12 @@ def cmd_serve(args, settings) -> int:
 def cmd_worker(args, settings) -> int:
     from core.jobs import run_worker
 
-    asyncio.run(run_worker(_host(), settings, once=args.once))
+    host = _host()
+    problem = not_migrated(host, settings)
+    if problem:
+        print(f"Cannot run jobs: {problem}", file=sys.stderr)
+        return 2
+    asyncio.run(run_worker(host, settings, once=args.once))
     return 0
 
 

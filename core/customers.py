@@ -42,6 +42,24 @@ BLANK_PHONE_INPUTS = 2
 # Search --------------------------------------------------------------------------
 
 
+def prefix_q(field: str, prefix: str, alphabet: str) -> Q:
+    """`field` starts with `prefix`, as a range an ordinary index answers in any collation.
+
+    `LIKE 'abc%'` uses a PostgreSQL index only under the "C" collation; the range
+    [prefix, successor) does under any, as long as the column holds only
+    characters of `alphabet` (given in sort order: digits, then lowercase letters).
+    """
+    stripped = prefix.rstrip(alphabet[-1])
+    if not stripped:
+        return Q(**{f"{field}__gte": prefix})
+    successor = stripped[:-1] + alphabet[alphabet.index(stripped[-1]) + 1]
+    return Q(**{f"{field}__gte": prefix, f"{field}__lt": successor})
+
+
+DIGITS = "0123456789"
+PINYIN_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
 def phone_search_q(text: str) -> Q | None:
     """Customers with a phone matching `text` in any spelling, or ending with its 4+ digits."""
     if not PHONE_LIKE_RE.fullmatch(text):
@@ -49,7 +67,8 @@ def phone_search_q(text: str) -> Q | None:
     digits = re.sub(r"\D", "", text)
     if len(digits) < 4:
         return None
-    match = Q(number__endswith=digits)
+    # "Ends with these digits" is "the reversed digits start with them reversed": an index range, not a scan.
+    match = prefix_q("number_reversed", digits[::-1], DIGITS)
     normalized = try_normalize_phone(text)
     if normalized:
         match = match | Q(number=normalized)
@@ -57,15 +76,40 @@ def phone_search_q(text: str) -> Q | None:
     return Q(id__in=Subquery(CustomerPhone.filter(match).values("customer_id")))
 
 
+def pinyin_search_q(text: str) -> Q | None:
+    """Full pinyin (`zhangsan`, `zhang san`) or initials (`zs`) starting with the letters typed."""
+    letters = re.sub(r"\s+", "", text.lower())
+    if not PINYIN_RE.fullmatch(letters):
+        return None
+    return prefix_q("name_pinyin", letters, PINYIN_ALPHABET) | prefix_q("name_initials", letters, PINYIN_ALPHABET)
+
+
 def customer_search_q(text: str) -> Q:
     """Name (any part), full pinyin (`zhangsan`), initials (`zs`) or phone number."""
-    conditions = [Q(name__icontains=text)]
-    letters = re.sub(r"\s+", "", text.lower())
-    if PINYIN_RE.fullmatch(letters):
-        conditions += [Q(name_pinyin__startswith=letters), Q(name_initials__startswith=letters)]
     phone = phone_search_q(text)
     if phone is not None:
-        conditions.append(phone)
+        return phone  # digits are a number, not part of a name: only indexed conditions remain
+    conditions = [Q(name__icontains=text)]
+    pinyin = pinyin_search_q(text)
+    if pinyin is not None:
+        conditions.append(pinyin)
+    return Q(*conditions, join_type="OR")
+
+
+def customer_lookup_q(text: str) -> Q:
+    """Like `customer_search_q`, but names match from their start: every condition is answered by an index.
+
+    For the global search, which looks through every estate of a head-office
+    user (a million customers): a name part in the middle ("三" of 张三) would
+    mean reading them all. Lists within one estate keep `customer_search_q`.
+    """
+    phone = phone_search_q(text)
+    if phone is not None:
+        return phone
+    conditions = [Q(name__startswith=text)]
+    pinyin = pinyin_search_q(text)
+    if pinyin is not None:
+        conditions.append(pinyin)
     return Q(*conditions, join_type="OR")
 
 
@@ -108,8 +152,8 @@ def _customers_in_building(queryset, building_id):
     return queryset.filter(id__in=Subquery(CustomerUnit.filter(unit__building_id=building_id).values("customer_id")))
 
 
-def _customers_with_relation(queryset, relation):
-    current = Q(end_date__isnull=True) | Q(end_date__gte=date.today())
+def _customers_with_relation(queryset, relation, request):
+    current = Q(end_date__isnull=True) | Q(end_date__gte=_today(request))
     return queryset.filter(id__in=Subquery(CustomerUnit.filter(current, relation=relation).values("customer_id")))
 
 

@@ -162,6 +162,33 @@ def register_call_adapters() -> list[Any]:
 
 
 @hookspec
+def register_api_routes() -> list[Any]:
+    """Endpoints of this plugin in the JSON API (integrations: mini-programs, ERP, call centres).
+
+    Return: ``core.api.ApiRoute`` objects built with ``core.api.api_route``.
+    Project endpoints are mounted under ``/api/v1/projects/{project}/<plugin>/``
+    (core's under ``/api/v1/projects/{project}/``), others under
+    ``/api/v1/<plugin>/``. Core's guard authenticates the token, answers 404
+    for estates outside the token's list or where the plugin is disabled,
+    sets the data scope, checks the route's ``scope`` (403), rate-limits,
+    validates query and body with the route's pydantic models (422) and
+    makes creates idempotent; the OpenAPI document at
+    ``/api/v1/openapi.json`` lists every endpoint. Since hook API 1.1.
+    """
+
+
+@hookspec
+def register_events() -> list[Any]:
+    """Domain events this plugin emits, offered to webhook subscribers by name.
+
+    Return: ``core.api.EventSpec`` objects (name, label, description); names
+    are ``<plugin>.<what_happened>``, as given to ``core.api.emit``. Events a
+    plugin emits without declaring them still reach ``domain_event`` hooks
+    but cannot be chosen in a webhook subscription. Since hook API 1.1.
+    """
+
+
+@hookspec
 def startup(app: Any) -> Any:
     """Called once when the app process has started and the database is ready.
 
@@ -215,7 +242,9 @@ def domain_event(event: Any) -> Any:
     """React to a domain event (``core.api.DomainEvent``) of the event's project.
 
     Runs inside the transaction that made the change; raising rolls it back.
-    May return an awaitable. Return value is ignored.
+    May return an awaitable. Return value is ignored. Core implements it too:
+    it queues the event for the webhook subscribers that want it (declare
+    your events with ``register_events`` so administrators can choose them).
 
     Known events (``event.data`` keys):
 
@@ -227,6 +256,17 @@ def domain_event(event: Any) -> Any:
       ``work_order_id``, ``number``, ``customer_id``, ``unit_id``, ``kind``.
     * ``hotline.work_order_reopened``: an unsatisfied callback or a staff
       member re-opened it: ``work_order_id``, ``number``, ``reason``.
+    * ``complaints.escalated``: an overdue case was escalated one level:
+      ``case_id``, ``number``, ``level`` (1 supervisor, 2 manager, 3 head
+      office), ``step`` (the step that is overdue), ``customer_id``,
+      ``unit_id`` (or None), ``escalated_at`` (ISO 8601, UTC).
+    * ``handover.key_checked_out``: a key set left the cabinet:
+      ``keyset_id``, ``checkout_id``, ``unit_id``, ``tag``, ``holder_kind``
+      ("owner", "contractor", "staff"), ``holder_name``, ``purpose``,
+      ``out_at``, ``due_at`` (ISO 8601, UTC).
+    * ``handover.keys_returned``: a checked-out key set came back:
+      ``keyset_id``, ``checkout_id``, ``unit_id``, ``tag``, ``returned_by``,
+      ``received_by`` (names), ``sealed``, ``returned_at`` (ISO 8601, UTC).
     * ``activities.return_visit_recorded``: a return-visit call (定期回访) was
       recorded: ``visit_id``, ``customer_id``, ``unit_id``, ``outcome``
       ("satisfied", "suggestion", "problem", "declined", "no_answer" after the
@@ -234,6 +274,44 @@ def domain_event(event: Any) -> Any:
       "work_order" for the hotline, "complaint" for complaints: the module
       named should open that record for the customer), ``channel`` (the
       customer's preferred channel), ``recorded_at`` (ISO 8601, UTC).
+    * ``activities.registration_confirmed``: a person holds a seat at an
+      activity, registered at once or moved up from the waitlist (sent in the
+      person's own estate): ``registration_id``, ``activity_id`` (that estate's
+      row of the activity), ``host_activity_id`` (the row holding the shared
+      seats; equal to ``activity_id`` unless the activity is hosted by another
+      estate), ``customer_id``, ``family_count``, ``seats`` (1 + family),
+      ``source`` ("staff" or "link": the invitation email), ``promoted`` (True
+      when moved up from the waitlist), ``confirmed_at`` (ISO 8601, UTC).
+    * ``activities.registration_cancelled``: a sign-up (seat or waitlist
+      place) ended: the same keys as above except ``promoted`` and
+      ``confirmed_at``, plus ``previous_status`` ("confirmed" or
+      "waitlisted"), ``cancelled_by`` ("staff", "owner" from the ticket link,
+      or "activity_cancelled" when the whole activity was cancelled),
+      ``cancelled_at`` (ISO 8601, UTC).
+    * ``fees.bill_issued``: one per bill a bill run creates, sent in the
+      run's batches (up to 2,000 units each, through ``core.api.emit_many``)
+      and committed with the bills of that batch: a batch redone after a
+      crash sends its events once, with its bills. ``bill_id``, ``number``,
+      ``unit_id``, ``customer_id`` (or None), ``billed_as`` ("owner",
+      "tenant" or "" without a customer), ``period`` ("2026-05"), ``total``
+      (amount as text, "217.98"), ``due_date`` (ISO date), ``issued_at``
+      (ISO 8601, UTC). Handlers run for every bill of runs over tens of
+      thousands of units: keep them cheap (no query per event).
+    * ``fees.bill_run_completed``: a bill run finished (also a run repeated
+      with nothing left to bill): ``run_id``, ``period``, ``bills_created``
+      (by this run), ``units`` (in the estate), ``bills`` and ``amount``
+      (all bills of the period that are not void; amount as text),
+      ``finished_at`` (ISO 8601, UTC).
+    * ``fees.payment_posted``: a payment was recorded with its receipt:
+      ``payment_id``, ``receipt_number``, ``unit_id``, ``unit_code``,
+      ``customer_id`` (or None), ``amount`` (text, "100.00"), ``method``
+      ("cash", "transfer", "card", "online"), ``reference``, ``posted_at``
+      (ISO 8601, UTC), ``bills`` (``[{"bill_id", "amount"}]``: what it paid;
+      the rest is credit). A resubmitted payment form sends nothing.
+    * ``fees.payment_reversed``: a manager reversed a payment: the keys of
+      ``fees.payment_posted`` for the reversal entry (its own
+      ``payment_id`` and ``receipt_number``, negative ``amount`` and
+      ``bills``), plus ``reverses_id``, ``reverses_receipt`` and ``reason``.
     """
 
 

@@ -19,7 +19,10 @@ from babel.messages.pofile import read_po, write_po
 
 from core.plugins import LoadedPlugin, PluginHost
 
-KEYWORDS = {"_": None, "gettext": None, "lazy_gettext": None, "ngettext": (1, 2)}
+KEYWORDS = {
+    "_": None, "_l": None, "gettext": None, "lazy_gettext": None, "ngettext": (1, 2),
+    "pgettext": ((1, "c"), 2), "lazy_pgettext": ((1, "c"), 2), "npgettext": ((1, "c"), 2, 3),
+}
 METHOD_MAP = [
     ("**/tests/**", "ignore"),
     ("**/locale/**", "ignore"),
@@ -97,7 +100,7 @@ def untranslated(host: PluginHost, locales=TRANSLATED_LOCALES) -> list[Gap]:
             for message in template:
                 if not message.id:
                     continue
-                found = catalog.get(message.id) if catalog else None
+                found = catalog.get(message.id, context=message.context) if catalog else None
                 if found is None or not _translated(found):
                     where = f"{message.locations[0][0]}:{message.locations[0][1]}" if message.locations else "?"
                     text = message.id if isinstance(message.id, str) else message.id[0]

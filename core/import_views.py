@@ -65,9 +65,9 @@ async def import_upload(request: Request) -> Response:
         stored = importer.new_upload_path(project.id, kind)
         try:
             await save_stream(file, stored, limit)
-        except AttachmentError:
+        except AttachmentError as exc:  # too large, or the disk is full
             stored.unlink(missing_ok=True)
-            return await _page(request, error=too_large, status_code=422)
+            return await _page(request, error=str(exc), status_code=422)
         except BaseException:
             stored.unlink(missing_ok=True)
             raise
@@ -77,6 +77,7 @@ async def import_upload(request: Request) -> Response:
 
 async def _batch_context(batch: ImportBatch) -> dict:
     await batch.fetch_related("created_by")
+    batch.done = importer.rows_done(batch)  # also while its transaction is open (SQLite keeps the count in memory)
     return {
         "batch": batch,
         "States": ImportState,

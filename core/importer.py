@@ -29,7 +29,7 @@ import re
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Iterator
@@ -38,6 +38,7 @@ import phonenumbers
 from tortoise import connections, fields
 from tortoise.expressions import Q
 
+from core import clock
 from core import settings as settings_module
 from core.i18n import gettext, lazy_gettext as _
 from core.models import Building, CustomerUnit, Relation, Unit, UnitUse
@@ -99,7 +100,9 @@ class ImportBatch(ProjectScopedModel):
     @property
     def interrupted(self) -> bool:
         """Running, but its process stopped (restart, crash): its transaction was rolled back."""
-        return self.state == ImportState.RUNNING and self.updated_at < datetime.now(timezone.utc) - STALE_AFTER
+        if self.state != ImportState.RUNNING or self.id in _running:  # running here, however long it takes
+            return False
+        return self.updated_at < clock.now() - STALE_AFTER
 
     @property
     def percent(self) -> int:
@@ -175,7 +178,7 @@ def cell_text(value: Any) -> str:
         return str(int(value))  # phone numbers and unit codes typed as numbers in Excel
     if isinstance(value, (datetime, date)):
         return value.isoformat()
-    return str(value).strip()
+    return str(value).replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL
 
 
 def csv_encoding(path: Path) -> str:
@@ -206,7 +209,7 @@ def _csv_rows(path: Path) -> Iterator[list[str]]:
             delimiter = max((",", "\t", ";"), key=first.count) if first else ","
             fh.seek(0)
             for row in csv.reader(fh, delimiter=delimiter):
-                yield [cell.strip() for cell in row]
+                yield [cell.replace("\x00", "").strip() for cell in row]  # PostgreSQL text cannot hold NUL
     except UnicodeDecodeError:
         raise ImportFileError(
             gettext("The file is neither UTF-8 nor GB18030 text. Save it again as CSV (UTF-8) or as .xlsx.")
@@ -563,14 +566,34 @@ def storage_root() -> Path:
     return settings_module.current().storage_path
 
 
+# Rows written so far by the imports running in this process (what `rows_done` shows).
+_running: dict[int, int] = {}
+
+
+def rows_done(batch: ImportBatch) -> int:
+    """Rows of `batch` written so far, also while its transaction is still open."""
+    return max(batch.done, _running.get(batch.id, 0))
+
+
 async def run_commit(batch_id: int) -> None:
     """Write a checked batch in one transaction; progress and outcome go to the batch row.
 
-    Progress is written through a connection outside the transaction so other
-    requests see it while the import runs. SQLite has a single connection that
-    the transaction holds, so there the progress shows when it ends.
+    Progress shows while the import runs: on PostgreSQL it is written to the
+    batch row through a connection outside the transaction (any app process
+    shows it); on SQLite, which allows one writer at a time, the count is kept
+    in this process (SQLite means one app process) and the rows are written
+    over a connection of the import's own, so the app keeps answering pages
+    and progress polls meanwhile instead of waiting for the commit.
     """
-    from core.db import transaction
+    _running[batch_id] = 0
+    try:
+        await _commit(batch_id)
+    finally:
+        _running.pop(batch_id, None)
+
+
+async def _commit(batch_id: int) -> None:
+    from core.db import own_connection, transaction
 
     batch = await ImportBatch.get(id=batch_id)
     path = storage_root() / batch.file_path
@@ -578,7 +601,7 @@ async def run_commit(batch_id: int) -> None:
     live_progress = outside.capabilities.dialect != "sqlite"
     done = 0
     try:
-        async with transaction():
+        async with own_connection(), transaction():
             with contextlib.closing(read_rows(path, batch.kind)) as rows:
                 mapping: dict[str, int] | None = None
                 writer: Writer | None = None
@@ -596,9 +619,10 @@ async def run_commit(batch_id: int) -> None:
                         raise CommitFailed(errors)
                     await writer.write(row)
                     done += 1
+                    _running[batch.id] = done
                     if live_progress and done % PROGRESS_EVERY == 0:
                         await ImportBatch.filter(id=batch.id).using_db(outside).update(
-                            done=done, updated_at=datetime.now(timezone.utc)
+                            done=done, updated_at=clock.now()
                         )
     except (CommitFailed, ImportFileError) as exc:
         found = exc.errors if isinstance(exc, CommitFailed) else [(0, "", str(exc))]
@@ -616,7 +640,7 @@ async def run_commit(batch_id: int) -> None:
 
 
 async def _finish(batch: ImportBatch, state: str, *, done: int | None = None, errors=None, summary=None) -> None:
-    values: dict[str, Any] = {"state": state, "finished_at": datetime.now(timezone.utc)}
+    values: dict[str, Any] = {"state": state, "finished_at": clock.now()}
     if done is not None:
         values["done"] = done
     if errors is not None:
@@ -644,7 +668,9 @@ async def start_commit(batch: ImportBatch) -> bool:
     The state changes with one conditional UPDATE, so two clicks (or two app
     processes) never start the same import twice.
     """
-    now = datetime.now(timezone.utc)
+    if batch.id in _running:
+        return False
+    now = clock.now()
     claimed = await ImportBatch.filter(
         Q(state__in=[ImportState.READY, ImportState.FAILED])
         | Q(state=ImportState.RUNNING, updated_at__lt=now - STALE_AFTER),
@@ -683,9 +709,8 @@ async def create_batch(project_id: int, filename: str, kind: str, stored: Path, 
 
 
 def new_upload_path(project_id: int, kind: str) -> Path:
-    path = storage_root() / "imports" / str(project_id) / f"{uuid.uuid4().hex}.{kind}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    """Where to store an upload (`attachments.save_stream` creates the folder, or says the disk is full)."""
+    return storage_root() / "imports" / str(project_id) / f"{uuid.uuid4().hex}.{kind}"
 
 
 def template_workbook(target) -> None:

@@ -551,10 +551,12 @@ class Worker:
         self.running: dict[int, asyncio.Task] = {}
         self._jobs: dict[str, Job] | None = None
         self._wake = asyncio.Event()
-        self._mail_wanted = asyncio.Event()
+        # Senders that deliver soon after something was queued in this process (email,
+        # webhooks); their minutely jobs catch the rest and the retries.
+        self._wanted = {name: asyncio.Event() for name in SENDERS}
         self._stopping = False
         self._loop_task: asyncio.Task | None = None
-        self._mail_task: asyncio.Task | None = None
+        self._sender_tasks: list[asyncio.Task] = []
 
     # One pass ----------------------------------------------------------------
 
@@ -728,12 +730,17 @@ class Worker:
         self._wake.set()
 
     def want_mail(self) -> None:
-        self._mail_wanted.set()
+        self._wanted["mail"].set()
+
+    def want(self, sender: str) -> None:
+        self._wanted[sender].set()
 
     async def serve(self) -> None:
         """Tick until stopped."""
         _local_workers.add(self)
-        self._mail_task = asyncio.create_task(self._mail_loop(), name="outbox sender")
+        self._sender_tasks = [
+            asyncio.create_task(self._sender_loop(name), name=f"{name} sender") for name in SENDERS
+        ]
         try:
             while not self._stopping:
                 try:
@@ -746,19 +753,22 @@ class Worker:
         finally:
             _local_workers.discard(self)
 
-    async def _mail_loop(self) -> None:
-        """Send email soon after it was queued in this process (the minutely job catches the rest)."""
-        from core import outbox
+    async def _sender_loop(self, name: str) -> None:
+        """Send what was queued in this process soon after (the minutely job catches the rest)."""
+        import importlib
 
+        module, _, function = SENDERS[name].rpartition(".")
+        send = getattr(importlib.import_module(module), function)
+        wanted = self._wanted[name]
         while True:
-            await self._mail_wanted.wait()
+            await wanted.wait()
             # Give the transaction that queued it a moment to commit.
             await asyncio.sleep(1)
-            self._mail_wanted.clear()
+            wanted.clear()
             try:
-                await outbox.send_pending(self.settings, worker_id=self.id)
+                await send(self.settings, worker_id=self.id)
             except Exception:
-                log.exception("sending queued email failed")
+                log.exception("%s sender failed", name)
 
     def start(self) -> "Worker":
         self._loop_task = asyncio.create_task(self.serve(), name=f"job worker {self.id}")
@@ -771,10 +781,10 @@ class Worker:
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        if self._mail_task is not None:
-            self._mail_task.cancel()
+        for task in self._sender_tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._mail_task
+                await task
         tasks = list(self.running.values())
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=wait_seconds)
@@ -785,11 +795,19 @@ class Worker:
 
 _local_workers: set[Worker] = set()
 
+# name -> "module.function(settings, worker_id=...)" that sends what is due.
+SENDERS = {"mail": "core.outbox.send_pending", "webhooks": "core.webhooks.deliver_pending"}
+
+
+def kick(sender: str) -> None:
+    """Ask this process's worker (if any) to run a sender ("mail", "webhooks") shortly."""
+    for worker in list(_local_workers):
+        worker.want(sender)
+
 
 def kick_mail() -> None:
     """Ask this process's worker (if any) to send queued email shortly."""
-    for worker in list(_local_workers):
-        worker.want_mail()
+    kick("mail")
 
 
 # Entry points ----------------------------------------------------------------
@@ -808,7 +826,7 @@ async def run_worker(host: PluginHost, settings, once: bool = False, clock: Cloc
 
     from core import db
 
-    i18n.load_catalogs([p.path / "locale" for p in host.plugins if (p.path / "locale").is_dir()])
+    i18n.load_plugin_catalogs(host.plugins)
     await db.init(host, settings.database_url)
     worker = Worker(host, settings, clock=clock)
     try:

@@ -7,13 +7,14 @@ customers), so they are for head-office users holding `core.manage_jobs` /
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from tortoise.functions import Count, Max
 
+from core import clock
 from core import jobs, outbox
 from core.access import record
 from core.i18n import gettext as _
@@ -58,7 +59,7 @@ def format_duration(seconds: float | None) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 def _common() -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Literal
 
-HOOK_API_VERSION = "1.0"
+HOOK_API_VERSION = "1.1"
 """Version of the hook API in `core/hookspecs.py`: major.minor.
 
 Adding an argument to a hook or adding a hook bumps the minor version; renaming
@@ -186,6 +186,52 @@ class CallEvent:
     """When it happened: an aware datetime."""
     extension: str = ""
     """The agent's extension (`core.models.User.extension`), empty when no one was rung."""
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """A domain event a plugin announces (hook `register_events`), offered to webhook subscribers.
+
+    `EventSpec("hotline.work_order_closed", _("Work order closed"), _("After a satisfied callback."))`
+    """
+
+    name: str
+    """"<plugin>.<what_happened>", the name given to `core.api.emit`."""
+    label: Any
+    description: Any = ""
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """An endpoint of the JSON API (hook `register_api_routes`); build it with `core.api.api_route`."""
+
+    method: str
+    path: str
+    """Below the plugin's base: "/work-orders/{id:int}" (`{name}` is a string, `{name:int}` a positive integer)."""
+    handler: Callable[..., Awaitable[Any]]
+    """`async def handler(call: core.api.ApiCall)`, returning what `response` validates."""
+    scope: str
+    """"<plugin>:read" or "<plugin>:write"; a token needs it (write includes read)."""
+    summary: str
+    description: str = ""
+    body: Any = None
+    """pydantic model of the JSON request body (validated before the handler runs)."""
+    query: Any = None
+    """pydantic model of the query string (e.g. a subclass of `core.api.ListQuery`)."""
+    response: Any = None
+    """pydantic model of the response body (`core.api.Page[Item]` for lists)."""
+    status: int = 200
+    creates: bool = False
+    """A create: an `Idempotency-Key` header makes retries of it safe."""
+    in_project: bool = True
+    """True: under /api/v1/projects/{project}/<plugin>/; False: /api/v1/<plugin>/."""
+    errors: tuple[int, ...] = ()
+    """Other error statuses the handler answers with `ApiError` (e.g. 409), listed in the OpenAPI document."""
+    model: str | None = None
+    """"plugin.Model" of the record named by the path's `{id:int}`: loaded within the token's
+    scope into `call.record` before the handler runs (404 otherwise), like `route(model=...)`."""
+    plugin: str = ""
+    """Filled in by core (the plugin that registered it)."""
 
 
 class CallEventError(ValueError):

@@ -14,6 +14,31 @@ from core.i18n import lazy_gettext as _
 from core.scope import ProjectScopedModel, ScopedManager
 
 
+class ChangeTracked(Model):
+    """Mixin for records synced by integrations: `updated_at` is set (core's clock) on every `save()`.
+
+    `class WorkOrder(ProjectScopedModel, ChangeTracked)`. The JSON API's lists
+    (`core.api.paginate`) walk such records in order of change, so
+    `updated_since` finds every record changed since the last sync. Bulk
+    `QuerySet.update()` bypasses `save()`: set `updated_at=now()` there yourself.
+    """
+
+    updated_at = fields.DatetimeField(null=True, db_index=True)
+
+    class Meta:
+        abstract = True
+
+    async def save(self, *args, **kwargs) -> None:
+        from core.clock import now
+
+        self.updated_at = now()
+        kwargs.update(zip(("using_db", "update_fields", "force_create", "force_update"), args))
+        args = ()
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = [*(f for f in kwargs["update_fields"] if f != "updated_at"), "updated_at"]
+        await super().save(*args, **kwargs)
+
+
 class Phase:
     PRESALE = "presale"
     HANDOVER = "handover"
@@ -137,6 +162,8 @@ class Customer(ProjectScopedModel):
     class Meta:
         table = "core_customer"
         ordering = ["id"]
+        # An estate's customer list (sorted by name) and name lookups without reading every estate's customers.
+        indexes = (("project_id", "name"),)
 
     def __str__(self) -> str:
         return self.name
@@ -148,11 +175,25 @@ class CustomerPhone(ProjectScopedModel):
     id = fields.IntField(primary_key=True)
     customer = fields.ForeignKeyField("core.Customer", related_name="phones", on_delete=fields.CASCADE)
     number = fields.CharField(max_length=32, db_index=True)  # E.164, e.g. +8613800138000
+    # The number's digits backwards ("0008310083168"): "ends with 8000" becomes a prefix, which an index answers.
+    number_reversed = fields.CharField(max_length=32, default="", db_default="", db_index=True)
     label = fields.CharField(max_length=32, default="")
 
     class Meta:
         table = "core_customer_phone"
         unique_together = (("customer", "number"),)
+
+    async def save(self, *args, **kwargs) -> None:
+        self.number_reversed = reversed_digits(self.number)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "number" in update_fields and "number_reversed" not in update_fields:
+            kwargs["update_fields"] = [*update_fields, "number_reversed"]
+        await super().save(*args, **kwargs)
+
+
+def reversed_digits(number: str) -> str:
+    """`+8613800138000` -> `0008310083168` (CustomerPhone.number_reversed)."""
+    return "".join(ch for ch in number or "" if ch.isdigit())[::-1]
 
 
 class CustomerUnit(ProjectScopedModel):
@@ -168,6 +209,7 @@ class CustomerUnit(ProjectScopedModel):
     class Meta:
         table = "core_customer_unit"
         unique_together = (("customer", "unit", "relation"),)
+        indexes = (("unit_id",),)  # a unit's owners and residents (unit pages, bill runs)
 
 
 class Department(ProjectScopedModel):

@@ -33,7 +33,7 @@ from tortoise import fields
 from tortoise.models import Model
 
 from core import clock, i18n
-from core.db import connection, transaction
+from core.db import claim_rows
 from core.plugins import PluginHost, current_host
 
 log = logging.getLogger("courtyard.outbox")
@@ -102,12 +102,10 @@ def _environment(host: PluginHost) -> jinja2.Environment:
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(dirs),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
-            extensions=["jinja2.ext.i18n"],
+            extensions=[i18n.PluginCatalogs],  # `<plugin>/email/...` speaks the plugin's catalog
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
         )
-        env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
-        env.globals["_"] = i18n.gettext
         env.filters.update(
             money=i18n.format_money, number=i18n.format_number, percent=i18n.format_percent,
             datetime=i18n.format_datetime, date=i18n.format_date,
@@ -227,9 +225,12 @@ class SendReport:
         return self.sent + self.retrying + self.failed
 
 
-def backoff(settings, attempts: int) -> timedelta:
-    """Delay before the next attempt after `attempts` failed ones: base, 2×base, 4×base … at most 6 hours."""
-    base = max(1.0, float(settings["smtp"]["retry_base_seconds"]))  # > 0, so one pass never retries a message
+def backoff(settings, attempts: int, section: str = "smtp") -> timedelta:
+    """Delay before the next attempt after `attempts` failed ones: base, 2×base, 4×base … at most 6 hours.
+
+    The base is `retry_base_seconds` of the settings' `section` (webhooks use theirs).
+    """
+    base = max(1.0, float(settings[section]["retry_base_seconds"]))  # > 0, so one pass never retries a message
     return timedelta(seconds=min(base * 2 ** max(0, attempts - 1), 6 * 3600))
 
 
@@ -242,21 +243,8 @@ def _due(now: datetime):
 async def _claim(now: datetime, lease_until: datetime, worker: str, limit: int) -> list[OutboxMessage]:
     """Mark up to `limit` due messages `sending` for this worker; no other process gets the same ones."""
     claim = {"state": MailState.SENDING, "lease_until": lease_until, "worker": worker}
-    if connection().capabilities.dialect == "postgres":
-        async with transaction():
-            locked = await (
-                OutboxMessage.filter(_due(now)).order_by("next_attempt_at", "id").limit(limit)
-                .select_for_update(skip_locked=True)
-            )
-            ids = [message.id for message in locked]
-            if ids:
-                await OutboxMessage.filter(id__in=ids).update(**claim)
-    else:
-        candidates = await OutboxMessage.filter(_due(now)).order_by("next_attempt_at", "id").limit(limit).values_list(
-            "id", flat=True
-        )
-        ids = [pk for pk in candidates if await OutboxMessage.filter(_due(now), id=pk).update(**claim)]
-    return list(await OutboxMessage.filter(id__in=list(ids), worker=worker, state=MailState.SENDING).order_by("id"))
+    rows = await claim_rows(OutboxMessage, _due(now), order_by=("next_attempt_at", "id"), limit=limit, values=claim)
+    return [row for row in rows if row.worker == worker and row.state == MailState.SENDING]
 
 
 def build_message(settings, message: OutboxMessage) -> EmailMessage:

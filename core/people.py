@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import phonenumbers
-from pypinyin import lazy_pinyin
 
 from core.models import Customer, CustomerPhone, CustomerUnit, Project
 
@@ -68,6 +67,9 @@ def mask_id_number(value: str) -> str:
 
 def pinyin_keys(name: str) -> tuple[str, str]:
     """("zhangsan", "zs") for 张三; non-Chinese characters are kept, lowercased."""
+    # Imported here: pypinyin's dictionaries take a large part of start-up, and only new names need them.
+    from pypinyin import lazy_pinyin
+
     syllables = [s.lower() for s in lazy_pinyin(name, errors="default") if s.strip()]
     full = "".join(re.sub(r"[^a-z0-9]", "", s) for s in syllables)
     initials = "".join(s[0] for s in (re.sub(r"[^a-z0-9]", "", x) for x in syllables) if s)

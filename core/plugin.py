@@ -19,7 +19,7 @@ ALL_ROLES = ("admin", "manager", "agent", "staff", "cashier", "readonly")
 
 @hookimpl
 def register_models():
-    return ["core.models", "core.auth", "core.access", "core.timeline", "core.attachments", "core.importer", "core.jobs", "core.outbox", "core.realtime", "core.links"]
+    return ["core.models", "core.auth", "core.access", "core.timeline", "core.attachments", "core.importer", "core.jobs", "core.outbox", "core.realtime", "core.links", "core.rest", "core.webhooks"]
 
 
 @hookimpl
@@ -27,6 +27,7 @@ def register_jobs():
     from core.api import JobSpec
     from core.outbox import send_email_job
     from core.realtime import cleanup_job
+    from core import rest, webhooks
 
     return [
         # Also kicked right after email is queued; this catches the rest and the retries.
@@ -38,6 +39,15 @@ def register_jobs():
             "core.realtime_cleanup", "17 * * * *", cleanup_job, label=_("Delete old realtime messages"),
             per_project=False, catch_up="skip",
         ),
+        # Also kicked right after an event is queued; this catches the rest and the retries.
+        JobSpec(
+            "core.deliver_webhooks", "* * * * *", webhooks.deliver_job, label=_("Deliver webhooks"), per_project=False,
+            catch_up="once", timeout_seconds=600, max_attempts=1, transactional=False,
+        ),
+        JobSpec(
+            "core.api_cleanup", "23 * * * *", rest.cleanup_job, label=_("Delete old API idempotency keys and rate counters"),
+            per_project=False, catch_up="skip",
+        ),
     ]
 
 
@@ -46,6 +56,8 @@ def register_permissions():
     return [
         Permission("core.view", _("See the estate's units and customers"), ALL_ROLES),
         Permission("core.edit_customers", _("Create and edit customers"), ("admin", "manager", "agent")),
+        # Notes and files are writes: the read-only role only reads the timeline.
+        Permission("core.annotate", _("Add notes and files to records"), tuple(r for r in ALL_ROLES if r != "readonly")),
         Permission("core.view_personal_data", _("See ID-card numbers and full phone numbers"), ("admin", "manager")),
         Permission("core.import", _("Import buildings, units and customers"), ("admin", "manager")),
         Permission("core.manage_modules", _("Enable and disable modules"), ("admin",)),
@@ -53,7 +65,23 @@ def register_permissions():
         Permission("core.view_access_log", _("See the access log"), ("admin",)),
         Permission("core.manage_jobs", _("See and run scheduled jobs"), ("admin",)),
         Permission("core.manage_outbox", _("See and retry outgoing email"), ("admin",)),
+        Permission("core.manage_integrations", _("Manage API tokens and webhooks (head office)"), ("admin",)),
     ]
+
+
+@hookimpl
+def register_api_routes():
+    from core.customers_api import routes
+
+    return routes()
+
+
+@hookimpl
+def domain_event(event):
+    """Every event of every estate: queue it for the webhook subscribers that want it (same transaction)."""
+    from core.webhooks import enqueue
+
+    return enqueue(event)
 
 
 @hookimpl
@@ -81,11 +109,11 @@ def _record_routes():
         route("/timeline/{label}/{id:int}", timeline.timeline_fragment, name="timeline", permission="core.view"),
         route(
             "/timeline/{label}/{id:int}/notes", timeline.add_note, methods=["POST"], name="timeline_note",
-            permission="core.view",
+            permission="core.annotate",
         ),
         route(
             "/files/{label}/{id:int}", attachments.upload, methods=["POST"], name="attachment_upload",
-            permission="core.view",
+            permission="core.annotate",
         ),
         route("/files/{id:int}", attachments.download, name="attachment", permission="core.view", model="core.Attachment"),
     ]
@@ -153,6 +181,36 @@ def register_global_routes():
         route("/account/password", views.password_submit, methods=["POST"], name="account_password_submit"),
         *_admin_routes(),
         *_jobs_routes(),
+        *_integration_routes(),
+    ]
+
+
+def _integration_routes():
+    from core import integrations_admin as i
+
+    perm = "core.manage_integrations"
+    return [
+        route("/admin/api-tokens", i.tokens_page, name="admin_api_tokens", permission=perm),
+        route("/admin/api-tokens/new", i.token_new, name="admin_api_token_new", permission=perm),
+        route("/admin/api-tokens/new", i.token_create, methods=["POST"], name="admin_api_token_create", permission=perm),
+        route("/admin/api-tokens/{id:int}", i.token_detail, name="admin_api_token", permission=perm),
+        route("/admin/api-tokens/{id:int}/revoke", i.token_revoke, methods=["POST"], name="admin_api_token_revoke", permission=perm),
+        route("/admin/webhooks", i.subscriptions_page, name="admin_webhooks", permission=perm),
+        route("/admin/webhooks/new", i.subscription_new, name="admin_webhook_new", permission=perm),
+        route("/admin/webhooks/new", i.subscription_create, methods=["POST"], name="admin_webhook_create", permission=perm),
+        route("/admin/webhooks/{id:int}", i.subscription_detail, name="admin_webhook", permission=perm),
+        route("/admin/webhooks/{id:int}", i.subscription_update, methods=["POST"], name="admin_webhook_update", permission=perm),
+        route("/admin/webhooks/{id:int}/secret", i.subscription_secret, methods=["POST"], name="admin_webhook_secret", permission=perm),
+        route("/admin/webhooks/{id:int}/test", i.subscription_test, methods=["POST"], name="admin_webhook_test", permission=perm),
+        route(
+            "/admin/webhooks/{id:int}/replay-failed", i.subscription_replay_failed, methods=["POST"],
+            name="admin_webhook_replay_failed", permission=perm,
+        ),
+        route("/admin/webhooks/deliveries/{id:int}", i.delivery_detail, name="admin_webhook_delivery", permission=perm),
+        route(
+            "/admin/webhooks/deliveries/{id:int}/replay", i.delivery_replay, methods=["POST"],
+            name="admin_webhook_delivery_replay", permission=perm,
+        ),
     ]
 
 
@@ -200,9 +258,9 @@ def _admin_routes():
 
 
 def _system_navigation(request):
-    from core.jobs_admin import navigation_items
+    from core import integrations_admin, jobs_admin
 
-    return navigation_items(request)
+    return [*jobs_admin.navigation_items(request), *integrations_admin.navigation_items(request)]
 
 
 @hookimpl

@@ -41,7 +41,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, AsyncIterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -50,6 +50,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from tortoise import fields
 from tortoise.models import Model
 
+from core import clock
 from core.db import after_commit
 
 log = logging.getLogger("courtyard.realtime")
@@ -59,7 +60,7 @@ PG_CHANNEL = "courtyard_realtime"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 class RealtimeMessage(Model):

@@ -12,8 +12,9 @@ from collections import defaultdict
 
 from starlette.requests import Request
 from starlette.responses import Response
+from tortoise.expressions import Q
 
-from core.customers import customer_search_q
+from core.customers import customer_lookup_q
 from core.i18n import lazy_gettext as _l
 from core.kit import SearchResult
 from core.models import Customer, Project, ProjectModule, Unit
@@ -26,13 +27,17 @@ MAX_QUERY = 100
 
 
 async def core_results(request: Request, query: str, project_ids: list[int]) -> list[SearchResult]:
-    """Core's provider: customers by name, pinyin or phone; units by code."""
+    """Core's provider: customers by name (from its start), pinyin or phone; units by code (from its start).
+
+    Every condition is answered by an index, so the search stays fast for a
+    head-office user of every estate (docs/benchmarks.md).
+    """
     projects = {p.id: p for p in await Project.filter(id__in=project_ids)}
     several = len(projects) > 1
     results: list[SearchResult] = []
     normalized = try_normalize_phone(query)
     customers = (
-        await Customer.filter(customer_search_q(query), project_id__in=project_ids)
+        await Customer.filter(customer_lookup_q(query), project_id__in=project_ids)
         .prefetch_related("phones")
         .order_by("name", "id")
         .limit(PER_KIND)
@@ -56,7 +61,7 @@ async def core_results(request: Request, query: str, project_ids: list[int]) -> 
         )
     if re.fullmatch(r"[\w\-]+", query):
         units = (
-            await Unit.filter(code__icontains=query, project_id__in=project_ids)
+            await Unit.filter(Q(code__startswith=query) | Q(code__startswith=query.upper()), project_id__in=project_ids)
             .select_related("building")
             .order_by("code", "id")
             .limit(PER_KIND)

@@ -109,14 +109,12 @@ class Templates:
             env = jinja2.Environment(
                 loader=loader,
                 autoescape=True,
-                extensions=["jinja2.ext.i18n", "jinja2.ext.do"],
+                extensions=[i18n.PluginCatalogs, "jinja2.ext.do"],
                 trim_blocks=True,
                 lstrip_blocks=True,
                 undefined=jinja2.ChainableUndefined,
             )
-            env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)
             env.globals.update(self.globals)
-            env.globals["_"] = i18n.gettext
             env.globals.update(mask_id=_mask_id, mask_phone=_mask_phone)
             env.filters.update(self.filters)
             env.filters.update(

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from core import clock
 from core import settings as settings_module
 from core.plugins import PluginHost
 
@@ -306,12 +307,15 @@ class LiveServer:
     def __init__(self, settings: settings_module.Settings, plugin_modules: list[str], extra_env: dict | None = None):
         import subprocess
         import sys
+        import tempfile
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
             "COURTYARD_NO_BOOTSTRAP": "1",
+            # Links in its email and pages lead back to this process.
+            "COURTYARD_SERVER_BASE_URL": self.url,
             "COURTYARD_DATABASE_URL": settings["database"]["url"],
             "COURTYARD_SECURITY_SECRET_KEY": settings["security"]["secret_key"],
             "COURTYARD_STORAGE_PATH": str(settings["storage"]["path"]),
@@ -319,20 +323,27 @@ class LiveServer:
             "COURTYARD_PLUGINS_EXTRA": ",".join(plugin_modules),
             **(extra_env or {}),
         }
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, str(settings_module.ROOT / "run.py"), "serve", "--port", str(self.port)],
             env=env,
-            stdout=subprocess.PIPE,
+            # A file, not a pipe: nobody reads the log while the server runs, and a full pipe would block it.
+            stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+
+    def output(self) -> str:
+        """What the server has logged so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     async def wait(self, timeout: float = 30) -> "LiveServer":
         deadline = asyncio.get_running_loop().time() + timeout
         async with httpx.AsyncClient() as probe:
             while True:
                 if self.process.poll() is not None:
-                    output = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
-                    raise RuntimeError(f"live server exited with {self.process.returncode}:\n{output[-3000:]}")
+                    raise RuntimeError(f"live server exited with {self.process.returncode}:\n{self.output()[-3000:]}")
                 try:
                     await probe.get(self.url + "/login", timeout=1)
                     return self
@@ -347,6 +358,7 @@ class LiveServer:
             self.process.wait(10)
         except Exception:
             self.process.kill()
+        self.log.close()
 
 
 @pytest.fixture
@@ -389,7 +401,6 @@ async def make_record(label: str, project) -> Any:
     Used by the isolation test to create one record of every model a route
     names. Required relations are created in the same project, recursively.
     """
-    import datetime as dt
     from decimal import Decimal
 
     from tortoise import fields as f
@@ -427,9 +438,9 @@ async def make_record(label: str, project) -> Any:
         elif isinstance(field, f.BooleanField):
             values[name] = False
         elif isinstance(field, f.DatetimeField):
-            values[name] = dt.datetime.now(dt.timezone.utc)
+            values[name] = clock.now()  # core's clock: frozen_time governs made-up records too
         elif isinstance(field, f.DateField):
-            values[name] = dt.date.today()
+            values[name] = clock.now().date()
         elif isinstance(field, f.JSONField):
             values[name] = {}
         elif isinstance(field, f.UUIDField):
@@ -573,6 +584,25 @@ async def run_job(app):
     return runner
 
 
+@pytest.fixture
+async def api_client(app, make_client):
+    """Factory: ``client = await api_client([project], ["hotline:write"])`` is an httpx client of the app
+    sending a new API token (``client.token`` is its row, ``client.secret`` the token itself).
+
+    Keywords go to ``core.rest.issue_token`` (``expires_at=``, ``rate_limit=``, ``name=``).
+    """
+    from core.rest import issue_token
+
+    async def factory(projects, scopes, *, name: str = "test integration", **options) -> Client:
+        token, secret = await issue_token(name, list(scopes), [getattr(p, "id", p) for p in projects], **options)
+        client = make_client()
+        client.headers["Authorization"] = f"Bearer {secret}"
+        client.token, client.secret = token, secret
+        return client
+
+    return factory
+
+
 async def pending_migrations(*plugin_modules: str) -> list[str]:
     """Migrations ``run.py makemigrations`` would write for the plugins in ``plugin_modules``
     (importable names; none: every installed plugin). ``[]`` means the migrations match the models.
@@ -591,10 +621,11 @@ async def pending_migrations(*plugin_modules: str) -> list[str]:
     return [f"{w.app_label}.{w.name}" for w in writers if labels is None or w.app_label in labels]
 
 
-def translated(message: str, locale: str | None = None, **variables) -> str:
+def translated(message: str, locale: str | None = None, plugin: str | None = None, **variables) -> str:
     """`message` as users of `locale` see it (default: the installation's default language,
-    which jobs, webhooks and pages without a user speak)."""
-    from core.i18n import default_locale, gettext, use_locale
+    which jobs, webhooks and pages without a user speak). `plugin`: as that plugin's pages
+    and code show it (its own catalog, then core's); without it core's catalog, then any plugin's."""
+    from core.i18n import default_locale, dgettext, use_locale
 
     with use_locale(locale or default_locale()):
-        return gettext(message, **variables)
+        return dgettext(plugin, message, **variables)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import quote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -54,14 +55,20 @@ async def login_submit(request: Request) -> Response:
     target = _safe_next(form.get("next"))
     sec = request.app.state.settings["security"]
     keys = auth.throttle_keys(username, client_ip(request))
+    limits = {"user": sec["lockout_attempts"], "ip": sec.get("lockout_address_attempts", sec["lockout_attempts"])}
+    window = timedelta(minutes=sec["lockout_minutes"])
     with unscoped():
         locked = await auth.locked_keys(keys)
+        if not locked:
+            # Counted before the password is checked, so simultaneous guesses cannot outrun the limit.
+            locked = await auth.claim_attempt(keys, limits, window)
         user = await User.get_or_none(username=username)
+        # Hashing takes tens of milliseconds of CPU: in a thread, so a flood of logins does not stall every page.
         if user is None or not user.is_active or locked:
-            auth.burn_time_verifying(password)
+            await run_in_threadpool(auth.burn_time_verifying, password)
             ok = False
         else:
-            ok = auth.verify_password(user.password_hash, password)
+            ok = await run_in_threadpool(auth.verify_password, user.password_hash, password)
         if not ok:
             if locked:
                 reason = "locked"
@@ -71,9 +78,7 @@ async def login_submit(request: Request) -> Response:
                 reason = "wrong_password" if user.is_active else "deactivated"
             await record(request, "login.failed", username=username, user_id=user.id if user else None, reason=reason)
             if not locked:
-                limits = {"user": sec["lockout_attempts"], "ip": sec.get("lockout_address_attempts", sec["lockout_attempts"])}
-                window = timedelta(minutes=sec["lockout_minutes"])
-                for kind in await auth.count_failure(keys, limits, window):
+                for kind in await auth.lock_when_reached(keys, limits, window):
                     await record(request, "login.locked", keys[kind], username=username, user_id=user.id if user else None)
             return await render(
                 request,
@@ -82,6 +87,7 @@ async def login_submit(request: Request) -> Response:
                 status_code=400,
             )
         await auth.clear_failures(username)
+        await auth.forgive_attempt(keys)
     old = request.cookies.get(auth.SESSION_COOKIE)
     await auth.close_session(old)  # a new session id at every login
     token = await auth.open_session(user, client_ip(request))
@@ -125,16 +131,18 @@ async def password_submit(request: Request) -> Response:
         user = await User.get(id=context.principal.id)
     sec = request.app.state.settings["security"]
     keys = {"user": auth.throttle_keys(user.username, "")["user"]}
+    limits, window = {"user": sec["lockout_attempts"]}, timedelta(minutes=sec["lockout_minutes"])
     errors: dict[str, str] = {}
     # The old password is guessed no faster here than on the login page.
-    if await auth.locked_keys(keys):
+    if await auth.locked_keys(keys) or await auth.claim_attempt(keys, limits, window):
         errors["old_password"] = _(
             "Too many wrong passwords. Try again in %(minutes)s minutes.", minutes=sec["lockout_minutes"]
         )
     elif not auth.verify_password(user.password_hash, form.get("old_password", "")):
         errors["old_password"] = _("This is not your current password.")
-        await auth.count_failure(keys, {"user": sec["lockout_attempts"]}, timedelta(minutes=sec["lockout_minutes"]))
+        await auth.lock_when_reached(keys, limits, window)
     else:
+        await auth.clear_failures(user.username)
         errors = new_password_errors(form.get("new_password", ""), form.get("repeat_password", ""), user.username)
         if not errors and form.get("new_password") == form.get("old_password"):
             errors["new_password"] = _("Choose a password different from the current one.")
@@ -213,8 +221,9 @@ async def module_toggle(request: Request) -> Response:
     for item in changed:
         await record(request, "module.enabled" if enable else "module.disabled", item, project_id=context.project.id)
     context.modules = {m for m in context.modules if m not in changed} | (set(changed) if enable else set())
+    labels = ", ".join(str(request.app.state.host.by_name[item].manifest.label) for item in changed)  # as the page names them
     message = (
-        _("Enabled: %(names)s", names=", ".join(changed)) if enable else _("Disabled: %(names)s", names=", ".join(changed))
+        _("Enabled: %(names)s", names=labels) if enable else _("Disabled: %(names)s", names=labels)
     ) if changed else _("Nothing changed.")
     if not request.headers.get("hx-request"):
         return redirect(request, f"/p/{context.project.code}/modules", message)

@@ -175,7 +175,9 @@ async def _guard(request: Request, endpoint: View, info: RouteInfo) -> Response:
 
     host = request.app.state.host
     if info.in_project:
-        code = request.path_params.get("project")
+        code = request.path_params.get("project") or ""
+        if len(code) > Project._meta.fields_map["code"].max_length:  # longer than any code: no such estate
+            raise HTTPException(404)
         with unscoped():
             project = await Project.get_or_none(code=code, is_active=True)
         if project is None or not principal.member_of(project.id):

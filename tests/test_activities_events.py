@@ -125,6 +125,7 @@ async def test_registration_window_closed_is_refused(client, estate, frozen_time
     activity = await make_activity(east, registration_closes_at=None)
     await client.login("agent")
     frozen_time.tick(days=3)  # the activity has started
+    await client.login("agent")  # the session has expired meanwhile
     page = await client.get(f"/p/EAST/activities/{activity.id}")
     assert "Registration has closed." in page.text and 'action="/p/EAST/activities/%s/register"' % activity.id not in page.text
     direct = await client.form(f"/p/EAST/activities/{activity.id}/register", {"customer": zhang.id, "family_count": "0"})
@@ -172,6 +173,7 @@ async def test_checkin_by_code_name_and_refusals(client, estate, frozen_time):
         assert (await Registration.get(id=z.id)).checked_in_at is not None
     # After the activity, a confirmed person who never came counts as a no-show.
     frozen_time.tick(hours=6)
+    await client.login("agent")
     page = await client.get(f"/p/EAST/activities/{activity.id}")
     assert 'id="no-shows">1<' in page.text
 

@@ -31,3 +31,16 @@ async def test_pages_render_on_demo_data(client, app, host):
     assert member.number in card.text
     found = await client.get("/search", params={"q": "茶话会"})
     assert "业主茶话会" in found.text
+
+    # The group's gala, hosted by 翠湖花园 and shared with 锦绣江南: each estate's page shows its own owners.
+    with unscoped():
+        gala = await Activity.get(project__code="CUIHU", title="集团业主答谢晚会")
+        guest = await Activity.get(project__code="JINXIU", host_activity_id=gala.id)
+    page = await client.get(f"{base}{gala.id}")
+    assert page.status_code == 200 and "锦绣江南" in page.text and 'id="seats-taken">24 / 30<' in page.text
+    assert (await client.get(f"/p/JINXIU/activities/{guest.id}")).status_code == 404
+    await client.login("jx_manager", "demo1234")
+    for path in (f"{guest.id}", f"{guest.id}/edit", f"{guest.id}/feedback", f"{guest.id}/checkin"):
+        response = await client.get(f"/p/JINXIU/activities/{path}")
+        assert response.status_code == 200, f"{path}: {response.status_code} {response.text[-800:]}"
+    assert "翠湖花园" in (await client.get(f"/p/JINXIU/activities/{guest.id}")).text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -149,3 +150,32 @@ async def test_other_estate_calls_are_404(client, estate):
     await client.login("west_agent")
     assert (await client.get(f"/p/WEST/activities/visits/{call.id}")).status_code == 404
     assert (await client.get(f"/p/WEST/activities/plans/{plan.id}")).status_code == 404
+
+
+async def test_a_plan_run_unscoped_calls_only_its_own_estate(client, estate):
+    """Jobs, the CLI and the demo loader generate call lists outside any request's scope."""
+    east, west, units = estate
+    from plugins.activities.visits import generate_round
+
+    west_units = await make_units(west, 2, building_code="9")
+    with unscoped():
+        for i, unit in enumerate(west_units):
+            customer = await create_customer(west, f"西区业主{i}", [f"1390013920{i}"])
+            await CustomerUnit.create(project=west, customer=customer, unit=unit, relation="owner")
+        plan = await VisitPlan.create(project=east, name="回访", next_run_on=date(2026, 5, 4))
+        visit_round = await generate_round(plan)
+        called = set(await Visit.filter(round_id=visit_round.id).values_list("unit_id", flat=True))
+    assert called == {unit.id for unit in units[:4]} and visit_round.total == 4
+
+
+async def test_my_calls_link_only_for_the_estates_callers(client, estate, make_client):
+    east, _west, _units = estate
+    await make_user("hq_admin", "admin")  # head office: may call, but is not one of the estate's callers
+    await client.login("hq_admin")
+    page = await client.get("/p/EAST/activities/visits")
+    assert page.status_code == 200 and "My calls to make" not in page.text
+    amy = make_client()
+    await amy.login("amy")
+    mine = await amy.get("/p/EAST/activities/visits")
+    link = re.search(r'href="([^"]*agent=\d+[^"]*)"', mine.text).group(1).replace("&amp;", "&")
+    assert (await amy.get(link)).status_code == 200

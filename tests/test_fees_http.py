@@ -146,6 +146,14 @@ async def test_lists_reports_search_dashboard_and_customer_page(client, estate):
     assert bills.status_code == 200 and "1-1-102" in bills.text and "1-1-101" not in bills.text
     found = await client.get("/search?q=R00000001")
     assert f"{base}payments/" in found.text
+    # A serial finds the bill and the receipt with that number; a full bill number finds its bill.
+    from plugins.fees.models import Bill
+
+    first = await Bill.get(number="B202605-000001")
+    by_serial = await client.get("/search?q=000001")
+    assert f"{base}bills/{first.id}" in by_serial.text and f"{base}payments/" in by_serial.text
+    assert f"{base}bills/{first.id}" in (await client.get("/search?q=b202605-1")).text
+    assert f"{base}bills/" not in (await client.get("/search?q=B202604-000001")).text
     dashboard = await client.get(f"/p/{project.code}/")
     assert "Collection rate this month" in dashboard.text and "Arrears by ageing" in dashboard.text
     link = await CustomerUnit.get(unit_id=homes[1].id)

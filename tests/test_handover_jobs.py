@@ -115,5 +115,6 @@ async def test_defect_deadlines_remind_the_contractor_then_escalate(make_client,
     assert len(await outbox.messages(to="boss@example.com")) == 2
     with unscoped():
         assert (await Defect.get(id=defect.id)).escalation_level == 2
+    boss = await login(make_client, "boss")  # days on, the first session has expired
     listing = await boss.get("/p/EAST/handover/defects?overdue=1")
     assert "YF000001" in listing.text

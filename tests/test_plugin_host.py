@@ -64,7 +64,7 @@ def test_start_up_with_a_broken_plugin_prints_one_line_and_stops(tmp_path):
     )
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["Courtyard cannot start: plugin 'future_api': written for hook API 2.0, this Courtyard provides 1.0"]
+    assert lines == ["Courtyard cannot start: plugin 'future_api': written for hook API 2.0, this Courtyard provides 1.1"]
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -1,4 +1,34 @@
-"""Member club, activities and return visits (会员活动 / 客户关系维护)."""
+"""Member club, activities and return visits (会员活动 / 客户关系维护).
+
+Owners join an estate's club (number, level, join date, consent to be
+contacted; points optional per estate). Activities have seats, a
+registration window, a cost, and an audience: estates, buildings and
+membership levels. Staff register owners (with family members) or owners
+register from a signed invitation link; when the seats are taken people join
+a waitlist that moves up by itself when someone cancels. Check-in on the day
+by name, phone or the QR code of the ticket; feedback by a single-use survey
+link; return-visit plans (定期回访) make call lists spread over the staff.
+
+Group-wide activities: a manager who manages activities in several estates
+opens an activity of one estate (the host) to the others ("Also open to"
+on the activity form). Each invited estate gets its own row of the activity
+in that estate, so the ordinary project scope still keeps estates apart:
+staff of an invited estate see the activity, register and check in their
+own owners and see only their own sign-ups, plus the overall seat and
+waitlist counts; an estate not invited sees nothing. Seats and the waitlist
+are shared and counted on the host's row (the last seat goes to exactly one
+person, whichever estate registers them). The host decides title, times,
+place, seats, window, cost and status; each estate picks its own audience
+(buildings, levels). Invitations go per estate, only to club members of
+that estate's audience who agreed to be contacted (from the host's page
+also to each invited estate the sender manages). Cancelling the host's activity
+cancels it everywhere and emails every registered and waiting person in
+their language. Details: `models.py`, `sharing.py`, `registration.py`.
+
+Domain events: `activities.registration_confirmed`,
+`activities.registration_cancelled`, `activities.return_visit_recorded`
+(data documented in `domain_event`, core/hookspecs.py).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +58,20 @@ def register_permissions():
                    ("admin", "manager", "agent")),
         Permission("activities.checkin", _("Check participants in at an activity"), ("admin", "manager", "agent", "staff")),
         Permission("activities.visit", _("Make return-visit calls"), ("admin", "manager", "agent")),
+    ]
+
+
+@hookimpl
+def register_events():
+    from core.api import EventSpec
+
+    return [
+        EventSpec("activities.return_visit_recorded", _("Return visit recorded"),
+                  _("A periodic return-visit call was recorded, with its outcome.")),
+        EventSpec("activities.registration_confirmed", _("Activity registration confirmed"),
+                  _("A person holds a seat at an activity: registered at once or moved up from the waitlist.")),
+        EventSpec("activities.registration_cancelled", _("Activity registration cancelled"),
+                  _("A seat or waitlist place ended: cancelled by staff, by the owner, or with the whole activity.")),
     ]
 
 

@@ -1,14 +1,17 @@
 """Demo data: a club with levels and members, a past activity with feedback, an upcoming one with a
-waitlist, and a return-visit plan with a call list half done."""
+waitlist, a group-wide owners' gala hosted by the first demo estate and open to the next ones, and a
+return-visit plan with a call list half done."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
 
-from core.api import Customer, CustomerUnit, Relation, now
-from plugins.activities import registration as reg, timeutil, visits
+from core.api import Customer, CustomerUnit, Relation, now, unscoped
+from plugins.activities import registration as reg, sharing, timeutil, visits
 from plugins.activities.models import Activity, ActivityStatus, Club, Member, MemberLevel, VisitPlan
+
+GALA = "集团业主答谢晚会"
 
 COMMENTS = ["活动组织得很好,孩子很开心", "希望下次时间安排在周末上午", "场地有点小", "工作人员很热情", ""]
 SAID = ["对物业服务满意", "希望加强夜间巡逻", "电梯偶尔有异响", "建议增加儿童游乐设施", "绿化维护得不错"]
@@ -56,6 +59,7 @@ async def load(project, rng) -> None:
     )
     for customer in members[:10]:
         await reg.register(upcoming, customer, rng.randint(0, 1), at=at)
+    await _gala(project, members, at)
     later = at + timedelta(days=30)
     await Activity.create(
         project_id=project.id, title="周末插花课", place="会所二楼", starts_at=later, ends_at=later + timedelta(hours=2),
@@ -77,3 +81,21 @@ async def load(project, rng) -> None:
             outcome = rng.choice(("satisfied", "satisfied", "suggestion", "problem"))
             await visits.record_visit(visit, outcome=outcome, said=rng.choice(SAID), by=visit.agent_id,
                                       at=at - timedelta(days=rng.randint(1, 9)))
+
+
+async def _gala(project, members, at) -> None:
+    """The group's gala: hosted by the first estate that loads, the others are invited to share its seats."""
+    with unscoped():
+        host = await Activity.filter(title=GALA, host_activity_id=None).exclude(project_id=project.id).first()
+    if host is None:
+        starts = at + timedelta(days=20)
+        row = await Activity.create(
+            project_id=project.id, title=GALA, place="集团会所宴会厅", description="集团各项目业主联谊,抽奖与文艺表演。",
+            starts_at=starts, ends_at=starts + timedelta(hours=3), capacity=30, max_family=1,
+            status=ActivityStatus.PUBLISHED, members_only=True,
+        )
+    else:
+        await sharing.set_guests(host, {project.id}, {project.id})
+        row = await Activity.get(host_activity_id=host.id, project_id=project.id)
+    for customer in members[:6]:
+        await reg.register(row, customer, 1, at=at)

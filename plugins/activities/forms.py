@@ -16,6 +16,7 @@ MAX_CAPACITY = 100_000
 class Parsed:
     values: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # read from the form, but not columns of the record
 
 
 def text(raw: dict, name: str, parsed: Parsed, *, required: bool = False, max_length: int = 200) -> str:

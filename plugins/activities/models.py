@@ -5,6 +5,20 @@ through a conditional UPDATE (`seats_taken + n <= capacity`), so two people
 racing for the last seat cannot both get it, whatever process they reach.
 A person registers once per activity (unique activity + customer), and a
 household is called once per call list (unique round + unit).
+
+Group-wide activities (an owners' club event for several estates): the
+activity is hosted by one estate, which invites other estates whose
+activities the creating manager also manages. Each invited estate gets its own
+`Activity` row in that estate, pointing at the host's row (`host_activity`),
+so the ordinary project scope keeps estates apart: staff of an invited estate
+see the activity, register and check in their own owners, and see only their
+own registrations; an estate not invited sees nothing. What the host decides
+(title, times, place, cost, capacity, window, status) is copied onto the
+invited rows; each estate chooses its own audience (buildings, levels) on its
+row. Seats are shared: they are taken on the host's row only (the "pool",
+`pool_id`) with the same conditional UPDATE, then mirrored onto the invited
+rows, so the last seat goes to exactly one person whichever estate they
+belong to, and the waitlist is one queue across the estates.
 """
 
 from __future__ import annotations
@@ -112,10 +126,14 @@ class Activity(ProjectScopedModel):
     invitations_sent_at = fields.DatetimeField(null=True)
     created_by = fields.ForeignKeyField("core.User", related_name=False, null=True, on_delete=fields.RESTRICT)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # Set on the row of an invited estate: the host estate's activity, which holds the shared seats.
+    host_activity = fields.ForeignKeyField("activities.Activity", related_name="guest_activities", null=True,
+                                           on_delete=fields.RESTRICT)
 
     class Meta:
         table = "activities_activity"
         ordering = ["-starts_at"]
+        unique_together = (("host_activity", "project"),)
 
     def __str__(self) -> str:
         return self.title
@@ -123,6 +141,15 @@ class Activity(ProjectScopedModel):
     @property
     def seats_left(self) -> int:
         return max(self.capacity - self.seats_taken, 0)
+
+    @property
+    def pool_id(self) -> int:
+        """The row whose `seats_taken` counts the seats: the host's for an invited estate's row."""
+        return self.host_activity_id or self.id
+
+    @property
+    def is_guest(self) -> bool:
+        return self.host_activity_id is not None
 
 
 class RegistrationStatus:

@@ -147,7 +147,8 @@ async def ticket_cancel(request: Request) -> Response:
         message = gettext("The activity has started: it can no longer be cancelled here.")
     else:
         with unscoped():
-            cancelled = await reg.cancel(registration, reason=gettext("(by the owner, from the ticket link)"))
+            cancelled = await reg.cancel(registration, reason=gettext("(by the owner, from the ticket link)"),
+                                         cancelled_by=reg.CancelledBy.OWNER)
         message = gettext("Your sign-up is cancelled. Thank you for letting us know.") if cancelled else gettext(
             "This sign-up was already cancelled."
         )

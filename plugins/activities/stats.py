@@ -13,12 +13,20 @@ from plugins.activities.models import (
 RECENT = timedelta(days=90)
 
 
+def is_no_show(registration: Registration, at) -> bool:
+    """Held a seat at an activity that took place and ended, and never checked in (`activity` loaded)."""
+    return (
+        registration.status == RegistrationStatus.CONFIRMED and registration.checked_in_at is None
+        and registration.activity.status == ActivityStatus.PUBLISHED and registration.activity.ends_at <= at
+    )
+
+
 async def customer_context(request, customer) -> dict:
     member = await Member.get_or_none(customer_id=customer.id).select_related("level")
     signups = await Registration.filter(customer_id=customer.id).select_related("activity").order_by("-id").limit(5)
     now = timeutil.now()
     confirmed = await Registration.filter(customer_id=customer.id, status=RegistrationStatus.CONFIRMED).select_related("activity")
-    no_shows = sum(1 for r in confirmed if not r.checked_in_at and r.activity.ends_at <= now)
+    no_shows = sum(1 for r in confirmed if is_no_show(r, now))
     attended = sum(1 for r in confirmed if r.checked_in_at)
     last_visit = await Visit.filter(customer_id=customer.id, status=VisitStatus.DONE).order_by("-done_at").first()
     return {
@@ -45,6 +53,12 @@ async def dashboard_tiles(request, project) -> list[DashboardTile]:
         ratings += [r["rating"] for r in rows if r["rating"]]
     total_registered, total_came = sum(registered), sum(came)
     reached, households = await visits.coverage(project.id, timeutil.today(project.timezone) - timedelta(days=183))
+    stars = [ratings.count(n) for n in range(1, 6)]
+    satisfaction_chart = {"type": "bar", "labels": [gettext("%(n)s stars", n=n) for n in range(1, 6)],
+                          "datasets": [{"label": gettext("Answers"), "data": stars}]} if ratings else None
+    coverage_chart = {"type": "doughnut", "labels": [gettext("Reached"), gettext("Not reached yet")],
+                      "datasets": [{"label": gettext("Households"), "data": [reached, households - reached]}]} \
+        if households else None
     return [
         DashboardTile(_("Upcoming activities"), upcoming, url=base, order=50, permission="activities.view"),
         DashboardTile(
@@ -60,12 +74,13 @@ async def dashboard_tiles(request, project) -> list[DashboardTile]:
             _("Activity satisfaction (90 days)"),
             f"{sum(ratings) / len(ratings):.1f} / 5" if ratings else "—",
             hint=gettext("%(n)s answers", n=len(ratings)), order=52, permission="activities.view",
+            chart=satisfaction_chart,
         ),
         DashboardTile(
             _("Return-visit coverage (6 months)"),
             f"{round(100 * reached / households)}%" if households else "—",
             hint=gettext("%(reached)s of %(total)s households reached", reached=reached, total=households),
-            url=base + "plans", order=53, permission="activities.view",
+            url=base + "plans", order=53, permission="activities.view", chart=coverage_chart,
         ),
     ]
 

@@ -8,12 +8,14 @@ from datetime import timedelta
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from tortoise.expressions import Q
 
 from core.api import (
-    Building, Column, Customer, EmailError, Filter, ListView, ctx, customer_search_q, gettext, lazy_gettext as _,
-    project_url, queue_email, redirect, render, timeline, transaction,
+    Building, Column, Customer, EmailError, Filter, ListView, Project, ctx, customer_search_q, gettext,
+    lazy_gettext as _, project_url, queue_email, redirect, render, timeline, transaction, unscoped,
 )
-from plugins.activities import forms, registration as reg, timeutil, tokens
+from plugins.activities import forms, registration as reg, sharing, timeutil, tokens
+from plugins.activities.stats import is_no_show
 from plugins.activities.models import (
     Activity, ActivityStatus, Member, MemberLevel, MemberStatus, Registration, RegistrationChannel, RegistrationStatus,
 )
@@ -71,13 +73,19 @@ async def activity_list(request: Request) -> Response:
 async def _choices(request: Request) -> dict:
     buildings = [(b.id, b.name) for b in await Building.all()]
     levels = [(lv.id, lv.name) for lv in await MemberLevel.all()]
-    return {"building_options": buildings, "level_options": levels}
+    estates = [(p.id, p.name) for p in await sharing.invitable_estates(ctx(request).principal, ctx(request).project.id)]
+    return {"building_options": buildings, "level_options": levels, "estate_options": estates}
 
 
-def _form_values(activity: Activity | None, zone: str) -> dict:
+async def _form_values(activity: Activity | None, zone: str) -> dict:
     if activity is None:
-        return {"capacity": "", "max_family": "4", "cost": "0", "audience_buildings": [], "audience_levels": []}
+        return {"capacity": "", "max_family": "4", "cost": "0", "audience_buildings": [], "audience_levels": [],
+                "guest_estates": []}
+    guests = [] if activity.is_guest else [
+        row.project_id for row in await sharing.guest_rows(activity) if row.status != ActivityStatus.CANCELLED
+    ]
     return {
+        "guest_estates": guests,
         "title": activity.title, "description": activity.description, "place": activity.place,
         "starts_at": timeutil.input_value(activity.starts_at, zone), "ends_at": timeutil.input_value(activity.ends_at, zone),
         "capacity": str(activity.capacity), "max_family": str(activity.max_family), "cost": str(activity.cost),
@@ -91,17 +99,24 @@ def _form_values(activity: Activity | None, zone: str) -> dict:
 async def _render_form(request, activity, values, errors=None, status_code=200):
     return await render(request, "activities/form.html", {
         "activity": activity, "values": values, "errors": errors or {}, "base": base(request),
-        **await _choices(request),
+        "shared": await sharing.summary(activity) if activity else None, **await _choices(request),
     }, status_code=status_code)
 
 
 async def activity_new(request: Request) -> Response:
-    return await _render_form(request, None, _form_values(None, tz(request)))
+    return await _render_form(request, None, await _form_values(None, tz(request)))
 
 
 async def activity_edit(request: Request) -> Response:
     activity = request.state.record
-    return await _render_form(request, activity, _form_values(activity, tz(request)))
+    return await _render_form(request, activity, await _form_values(activity, tz(request)))
+
+
+def _parse_audience(form, raw: dict, p: forms.Parsed, buildings: set[int], levels: set[int]) -> None:
+    v = p.values
+    v["members_only"] = bool(raw.get("members_only"))
+    v["audience_buildings"] = forms.id_list(form.getlist("audience_buildings"), buildings, "audience_buildings", p)
+    v["audience_levels"] = forms.id_list(form.getlist("audience_levels"), levels, "audience_levels", p)
 
 
 async def _parse_activity(request: Request, activity: Activity | None) -> tuple[forms.Parsed, dict]:
@@ -110,6 +125,14 @@ async def _parse_activity(request: Request, activity: Activity | None) -> tuple[
     zone = tz(request)
     p = forms.Parsed()
     v = p.values
+    buildings = {b.id for b in await Building.all()}
+    levels = {lv.id for lv in await MemberLevel.all()}
+    shown = {**raw, "members_only": bool(raw.get("members_only")), "audience_buildings": form.getlist("audience_buildings"),
+             "audience_levels": form.getlist("audience_levels"), "guest_estates": form.getlist("guest_estates")}
+    if activity is not None and activity.is_guest:
+        # An invited estate chooses only its own audience; the host decides the rest.
+        _parse_audience(form, raw, p, buildings, levels)
+        return p, shown
     v["title"] = forms.text(raw, "title", p, required=True, max_length=120)
     v["place"] = forms.text(raw, "place", p, max_length=200)
     v["description"] = forms.text(raw, "description", p, max_length=5000)
@@ -120,11 +143,10 @@ async def _parse_activity(request: Request, activity: Activity | None) -> tuple[
     v["capacity"] = forms.integer(raw, "capacity", p, low=1, high=forms.MAX_CAPACITY)
     v["max_family"] = forms.integer(raw, "max_family", p, low=0, high=20, default=4)
     v["cost"] = forms.money(raw, "cost", p)
-    v["members_only"] = bool(raw.get("members_only"))
-    buildings = {b.id for b in await Building.all()}
-    levels = {lv.id for lv in await MemberLevel.all()}
-    v["audience_buildings"] = forms.id_list(form.getlist("audience_buildings"), buildings, "audience_buildings", p)
-    v["audience_levels"] = forms.id_list(form.getlist("audience_levels"), levels, "audience_levels", p)
+    _parse_audience(form, raw, p, buildings, levels)
+    estates = {e.id for e in await sharing.invitable_estates(ctx(request).principal, ctx(request).project.id)}
+    p.extra["wanted"] = set(forms.id_list(form.getlist("guest_estates"), estates, "guest_estates", p))
+    p.extra["manageable"] = estates
     if v["starts_at"] and v["ends_at"] and v["ends_at"] <= v["starts_at"]:
         p.errors["ends_at"] = gettext("The end must be after the start.")
     closes = v["registration_closes_at"]
@@ -136,9 +158,15 @@ async def _parse_activity(request: Request, activity: Activity | None) -> tuple[
         p.errors["capacity"] = gettext(
             "%(taken)s seats are already taken: cancel sign-ups before lowering the capacity.", taken=activity.seats_taken
         )
-    shown = {**raw, "members_only": v["members_only"], "audience_buildings": form.getlist("audience_buildings"),
-             "audience_levels": form.getlist("audience_levels")}
     return p, shown
+
+
+def _shared_message(message: str, invited: list[str], withdrawn: list[str]) -> str:
+    if invited:
+        message += " " + gettext("Open to the owners of %(estates)s too.", estates="、".join(invited))
+    if withdrawn:
+        message += " " + gettext("Invitation withdrawn: %(estates)s.", estates="、".join(withdrawn))
+    return message
 
 
 async def activity_create(request: Request) -> Response:
@@ -149,7 +177,9 @@ async def activity_create(request: Request) -> Response:
     async with transaction():
         activity = await Activity.create(project_id=ctx(request).project.id, created_by_id=principal.id, **parsed.values)
         await timeline.post(activity, "status", gettext("Activity created as a draft."), author=principal)
-    return redirect(request, f"{base(request)}{activity.id}", gettext("Activity saved as a draft."))
+        invited, _withdrawn = await sharing.set_guests(activity, **parsed.extra, by=principal)
+    message = _shared_message(gettext("Activity saved as a draft."), invited, [])
+    return redirect(request, f"{base(request)}{activity.id}", message)
 
 
 async def activity_update(request: Request) -> Response:
@@ -157,47 +187,72 @@ async def activity_update(request: Request) -> Response:
     parsed, shown = await _parse_activity(request, activity)
     if parsed.errors:
         return await _render_form(request, activity, shown, parsed.errors, 422)
+    principal = ctx(request).principal
+    if activity.is_guest:
+        async with transaction():
+            await Activity.filter(id=activity.id).update(**parsed.values)
+            await timeline.post(activity, "note", gettext("Audience changed."), author=principal)
+        return redirect(request, f"{base(request)}{activity.id}", gettext("Activity saved."))
     values = dict(parsed.values)
     capacity = values.pop("capacity")
-    principal = ctx(request).principal
-    async with transaction():
-        # Capacity only together with the seat count it must cover (a sign-up may have come in meanwhile).
-        if not await Activity.filter(id=activity.id, seats_taken__lte=capacity).update(capacity=capacity, **values):
-            fresh = await Activity.get(id=activity.id)
-            errors = {"capacity": gettext(
-                "%(taken)s seats are already taken: cancel sign-ups before lowering the capacity.", taken=fresh.seats_taken
-            )}
-            return await _render_form(request, fresh, shown, errors, 422)
-        await activity.refresh_from_db()
-        promoted = await reg.promote_waiting(activity) if activity.status == ActivityStatus.PUBLISHED else []
-        await timeline.post(activity, "note", gettext("Details changed."), author=principal)
-    message = gettext("Activity saved.")
+    try:
+        async with transaction():
+            # Capacity only together with the seat count it must cover (a sign-up may have come in meanwhile).
+            if not await Activity.filter(id=activity.id, seats_taken__lte=capacity).update(capacity=capacity, **values):
+                fresh = await Activity.get(id=activity.id)
+                errors = {"capacity": gettext(
+                    "%(taken)s seats are already taken: cancel sign-ups before lowering the capacity.",
+                    taken=fresh.seats_taken,
+                )}
+                return await _render_form(request, fresh, shown, errors, 422)
+            await activity.refresh_from_db()
+            await sharing.copy_to_guests(activity)
+            invited, withdrawn = await sharing.set_guests(activity, **parsed.extra, by=principal)
+            promoted = await reg.promote_waiting(activity) if activity.status == ActivityStatus.PUBLISHED else []
+            await timeline.post(activity, "note", gettext("Details changed."), author=principal)
+    except sharing.SharingError as exc:
+        return await _render_form(request, await Activity.get(id=activity.id), shown, {"guest_estates": str(exc)}, 422)
+    message = _shared_message(gettext("Activity saved."), invited, withdrawn)
     if promoted:
         message += " " + gettext("%(count)s people moved up from the waitlist.", count=len(promoted))
     return redirect(request, f"{base(request)}{activity.id}", message)
 
 
 async def activity_status(request: Request) -> Response:
-    """Publish (registration opens) or cancel an activity."""
+    """Publish (registration opens) or cancel an activity, with the estates it invited."""
     activity: Activity = request.state.record
     target = request.path_params["action"]
     allowed = {"publish": (ActivityStatus.DRAFT, ActivityStatus.PUBLISHED), "cancel": (ActivityStatus.PUBLISHED, ActivityStatus.CANCELLED),
                "cancel-draft": (ActivityStatus.DRAFT, ActivityStatus.CANCELLED)}
     if target not in allowed:
         raise HTTPException(404)
+    here = f"{base(request)}{activity.id}"
+    if activity.is_guest:
+        return redirect(request, here, gettext("The host estate publishes or cancels this activity."), "warning")
     source, status = allowed[target]
+    principal = ctx(request).principal
+    if activity.status != source:
+        return redirect(request, here, gettext("The activity was changed meanwhile."), "warning")
+    if status == ActivityStatus.CANCELLED:
+        told = await reg.cancel_activity(activity, by=principal)
+        if told is None:
+            return redirect(request, here, gettext("The activity was changed meanwhile."), "warning")
+        return redirect(request, here, gettext("Activity cancelled; %(count)s registered and waiting people were told by email.",
+                                               count=told))
     async with transaction():
         if not await Activity.filter(id=activity.id, status=source).update(status=status):
-            return redirect(request, f"{base(request)}{activity.id}", gettext("The activity was changed meanwhile."), "warning")
-        await timeline.post(activity, "status", str(ActivityStatus.CHOICES[status]), author=ctx(request).principal,
+            return redirect(request, here, gettext("The activity was changed meanwhile."), "warning")
+        await sharing.publish_guests(activity)
+        await timeline.post(activity, "status", str(ActivityStatus.CHOICES[status]), author=principal,
                             data={"from": source, "to": status})
-    return redirect(request, f"{base(request)}{activity.id}", str(ActivityStatus.CHOICES[status]))
+    return redirect(request, here, str(ActivityStatus.CHOICES[status]))
 
 
 # Detail ----------------------------------------------------------------------------------
 
 
 async def _registrations(activity: Activity) -> dict:
+    # Within the estate's scope: for a shared activity, this estate's own sign-ups only.
     rows = await Registration.filter(activity_id=activity.id).select_related("customer").order_by("id")
     confirmed = [r for r in rows if r.status == RegistrationStatus.CONFIRMED]
     waiting = sorted((r for r in rows if r.status == RegistrationStatus.WAITLISTED), key=lambda r: (r.waitlisted_at, r.id))
@@ -210,6 +265,7 @@ async def _registrations(activity: Activity) -> dict:
         "people_checked_in": sum(r.seats for r in confirmed if r.checked_in_at),
         "no_shows": sum(1 for r in confirmed if not r.checked_in_at) if ended else None,
         "ended": ended,
+        "own_seats": sum(r.seats for r in confirmed),
     }
 
 
@@ -219,6 +275,7 @@ async def _render_detail(request, activity, *, errors=None, values=None, matches
         "activity": activity, "base": base(request), "errors": errors or {}, "values": values or {"family_count": "0"},
         "matches": matches or [], "window_problem": problem, "status_labels": ActivityStatus.CHOICES,
         "can_manage": can(request, MANAGE), "can_register": can(request, REGISTER), "can_checkin": can(request, CHECKIN),
+        "shared": await sharing.summary(activity),
         **await _registrations(activity), **await timeline.context(request, activity),
     }
     return await render(request, "activities/detail.html", context, status_code=status_code)
@@ -286,45 +343,69 @@ async def registration_cancel(request: Request) -> Response:
 
 
 async def invitees(activity: Activity) -> list[Customer]:
-    """Club members of the audience who agreed to be contacted and have an email address, not yet signed up."""
-    members = await Member.filter(status=MemberStatus.ACTIVE, consent_to_contact=True).select_related("customer")
-    signed_up = set(await Registration.filter(activity_id=activity.id).values_list("customer_id", flat=True))
-    found = []
-    for member in members:
-        customer = member.customer
-        if not customer.email or customer.id in signed_up:
-            continue
-        if await reg.audience_problem(activity, customer) is None:
-            found.append(customer)
+    """Club members of the activity's estate and audience who agreed to be contacted and have an email
+    address, not yet signed up.
+
+    Read for that estate only (an invited estate's row reaches that estate's members, never others').
+    """
+    with unscoped():
+        members = await Member.filter(
+            project_id=activity.project_id, status=MemberStatus.ACTIVE, consent_to_contact=True
+        ).select_related("customer")
+        signed_up = set(await Registration.filter(activity_id=activity.id).values_list("customer_id", flat=True))
+        found = []
+        for member in members:
+            customer = member.customer
+            if not customer.email or customer.id in signed_up:
+                continue
+            if await reg.audience_problem(activity, customer) is None:
+                found.append(customer)
     return found
 
 
+async def _invite(activity: Activity, project, author) -> int:
+    """Email the invitations of one estate's row; how many went out."""
+    sent = 0
+    for customer in await invitees(activity):
+        context = {
+            "name": customer.name, "estate": project.name, "title": activity.title, "place": activity.place,
+            "starts_at": activity.starts_at, "tz": project.timezone, "cost": activity.cost,
+            "description": activity.description, "max_family": activity.max_family,
+            "join_url": tokens.invite_url(activity, customer.id),
+        }
+        try:
+            await queue_email(to=customer.email, template="activities/invitation", context=context,
+                              locale=customer.locale, project_id=project.id,
+                              related=f"activities.Activity:{activity.id}")
+        except EmailError:
+            continue
+        sent += 1
+    with unscoped():
+        await Activity.filter(id=activity.id).update(invitations_sent_at=timeutil.now())
+        await timeline.post(activity, "email", gettext("Invitations sent to %(count)s members.", count=sent),
+                            author=author, data={"count": sent})
+    return sent
+
+
 async def send_invitations(request: Request) -> Response:
+    """Invite the audience of this estate; from the host, also of each invited estate the user manages."""
     activity: Activity = request.state.record
     problem = reg.window_problem(activity, timeutil.now())
     if problem:
         return redirect(request, f"{base(request)}{activity.id}", problem, "error")
-    project = ctx(request).project
-    sent = 0
+    principal = ctx(request).principal
+    targets = [(activity, ctx(request).project)]
+    if not activity.is_guest:
+        for row in await sharing.guest_rows(activity):
+            if row.status == ActivityStatus.PUBLISHED and principal.can(MANAGE, row.project_id):
+                with unscoped():
+                    targets.append((row, await Project.get(id=row.project_id)))
     async with transaction():
-        for customer in await invitees(activity):
-            context = {
-                "name": customer.name, "estate": project.name, "title": activity.title, "place": activity.place,
-                "starts_at": activity.starts_at, "tz": project.timezone, "cost": activity.cost,
-                "description": activity.description, "max_family": activity.max_family,
-                "join_url": tokens.invite_url(activity, customer.id),
-            }
-            try:
-                await queue_email(to=customer.email, template="activities/invitation", context=context,
-                                  locale=customer.locale, project_id=project.id,
-                                  related=f"activities.Activity:{activity.id}")
-            except EmailError:
-                continue
-            sent += 1
-        await Activity.filter(id=activity.id).update(invitations_sent_at=timeutil.now())
-        await timeline.post(activity, "email", gettext("Invitations sent to %(count)s members.", count=sent),
-                            author=ctx(request).principal, data={"count": sent})
-    return redirect(request, f"{base(request)}{activity.id}", gettext("Invitations sent to %(count)s members.", count=sent))
+        counts = [await _invite(row, project, principal) for row, project in targets]
+    message = gettext("Invitations sent to %(count)s members.", count=sum(counts))
+    if len(targets) > 1:
+        message += " " + gettext("(%(estates)s estates)", estates=len(targets))
+    return redirect(request, f"{base(request)}{activity.id}", message)
 
 
 # Check-in desk ------------------------------------------------------------------------------------
@@ -434,7 +515,7 @@ async def feedback_results(request: Request) -> Response:
     }
     return await render(request, "activities/feedback.html", {
         "activity": activity, "base": base(request), "attended": len(attended), "surveyed": sum(1 for r in attended if r.feedback_sent_at),
-        "answered": answered, "average": average, "chart": chart,
+        "answered": answered, "average": average, "chart": chart, "shared": await sharing.summary(activity),
         "comments": sorted((r for r in answered if r.comment), key=lambda r: r.feedback_at, reverse=True),
     })
 
@@ -458,6 +539,7 @@ SIGNUPS = ListView(
         Column("code", _("Check-in code")),
         Column("created_at", _("Signed up"), format="datetime", sort=True),
         Column("checked_in_at", _("Checked in"), format="datetime", sort=True),
+        Column("no_show", _("No-show"), format="boolean", value=lambda r: is_no_show(r, timeutil.now())),
         Column("rating", _("Rating"), format="number", sort=True),
         Column("comment", _("Comment"), wrap=True),
     ],
@@ -465,11 +547,18 @@ SIGNUPS = ListView(
         Filter.choice("activity", _("Activity"), _activity_options, field="activity_id"),
         Filter.choice("status", _("Status"), RegistrationStatus.CHOICES),
         Filter.boolean("checked_in", _("Checked in"), apply=lambda q, yes: q.filter(checked_in_at__isnull=not yes)),
+        Filter.boolean("no_show", _("No-show"), apply=lambda q, yes: _no_shows(q, yes)),
     ],
     search=["customer__name", "customer__name_pinyin", "code"],
     select_related=["activity", "customer"],
     default_sort="-created_at",
 )
+
+
+def _no_shows(query, yes: bool):
+    missed = Q(status=RegistrationStatus.CONFIRMED, checked_in_at__isnull=True, activity__status=ActivityStatus.PUBLISHED,
+               activity__ends_at__lte=timeutil.now())
+    return query.filter(missed) if yes else query.exclude(missed)
 
 
 async def signup_list(request: Request) -> Response:

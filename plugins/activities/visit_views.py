@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -165,13 +166,17 @@ CALLS = ListView(
 
 async def call_list(request: Request) -> Response:
     me = ctx(request).principal.id
-    actions = [(gettext("My calls to make"), f"{base(request)}visits?agent={me}&status={VisitStatus.PENDING}")]
+    actions = []
+    if any(user.id == me for user in await visits.callers(ctx(request).project.id)):  # the caller filter's options
+        actions = [(gettext("My calls to make"), f"{base(request)}visits?agent={me}&status={VisitStatus.PENDING}")]
     return await CALLS.response(request, actions=actions)
 
 
 async def _visit_page(request: Request, visit: Visit, values=None, errors=None, status_code=200):
     await visit.fetch_related("unit", "customer", "agent", "round", "round__plan")
     customer = visit.customer
+    if customer is None or visit.unit is None:  # a row naming another estate's household is not shown
+        raise HTTPException(404)
     phones = await CustomerPhone.filter(customer_id=customer.id).values_list("number", flat=True)
     previous = await Visit.filter(customer_id=customer.id).exclude(id=visit.id).exclude(status=VisitStatus.PENDING).order_by(
         "-done_at").limit(5)

@@ -44,13 +44,17 @@ async def callers(project_id: int) -> list:
 
 
 async def households(plan: VisitPlan, day: date) -> list[tuple[int, int]]:
-    """(unit id, customer id to call) for every unit of the plan with a current resident, by unit code."""
-    units = Unit.all()
+    """(unit id, customer id to call) for every unit of the plan with a current resident, by unit code.
+
+    The plan's estate is named explicitly: jobs, the CLI and the demo loader may call this unscoped.
+    """
+    units = Unit.filter(project_id=plan.project_id)
     if plan.buildings:
         units = units.filter(building_id__in=[int(b) for b in plan.buildings])
     unit_ids = {u.id: u.code for u in await units.only("id", "code")}
     best: dict[int, tuple[int, int]] = {}
-    for link in await CustomerUnit.filter(unit_id__in=list(unit_ids)).order_by("id"):
+    links = CustomerUnit.filter(project_id=plan.project_id, unit_id__in=list(unit_ids))
+    for link in await links.order_by("id"):
         if (link.start_date and link.start_date > day) or (link.end_date and link.end_date < day):
             continue
         rank = (RELATION_ORDER.get(link.relation, 9), link.id)
@@ -173,8 +177,8 @@ async def _zone(project_id: int) -> str:
 
 
 async def coverage(project_id: int, since: date) -> tuple[int, int]:
-    """(households reached since `since`, households in call lists since then)."""
-    rounds = await VisitRound.filter(starts_on__gte=since).values_list("id", flat=True)
+    """(households reached since `since`, households in call lists since then) in the estate."""
+    rounds = await VisitRound.filter(project_id=project_id, starts_on__gte=since).values_list("id", flat=True)
     if not rounds:
         return 0, 0
     visits = Visit.filter(round_id__in=list(rounds))

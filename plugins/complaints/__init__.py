@@ -59,6 +59,16 @@ def register_jobs():
 
 
 @hookimpl
+def register_events():
+    from core.api import EventSpec
+
+    return [
+        EventSpec("complaints.escalated", _("Complaint escalated"),
+                  _("A case is overdue and was escalated to the supervisor, the manager or head office.")),
+    ]
+
+
+@hookimpl
 def register_routes():
     from plugins.complaints.views import project_routes
 
@@ -89,10 +99,12 @@ def navigation(request, project):
 
 @hookimpl
 def domain_event(event):
-    from plugins.complaints.cases import open_from_hotline
+    from plugins.complaints.cases import open_from_hotline, open_from_return_visit
 
     if event.name == "hotline.complaint_received":
         return open_from_hotline(event)
+    if event.name == "activities.return_visit_recorded" and event.data.get("follow_up") == "complaint":
+        return open_from_return_visit(event)
     return None
 
 

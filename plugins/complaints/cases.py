@@ -248,6 +248,33 @@ async def open_from_hotline(event) -> Case | None:
                            work_order=(data["work_order_id"], data.get("number") or ""))
 
 
+async def open_from_return_visit(event) -> Case | None:
+    """A return visit (activities) in which the customer complained opens a case, once per visit."""
+    data = event.data
+    visit_id = data["visit_id"]
+    customer = await Customer.get_or_none(id=data["customer_id"], project_id=event.project_id)
+    if customer is None:
+        return None
+    # No column names the visit: the case's own timeline entry does.
+    for case in await Case.filter(project_id=event.project_id, customer_id=customer.id):
+        if any(e.kind == "return_visit" and e.data.get("visit_id") == visit_id for e in await timeline.history(case)):
+            return None
+    project = await project_of(event.project_id)
+    unit = await Unit.get_or_none(id=data["unit_id"], project_id=project.id) if data.get("unit_id") else None
+    said = (data.get("said") or "").strip()
+    received = data.get("recorded_at")
+    intake = Intake(
+        customer=customer, unit=unit, channel=Channel.PHONE,
+        subject=(_("Return visit #%(id)s", id=visit_id) + (f": {said}" if said else ""))[:200],
+        description=_("Raised during return visit #%(id)s. The customer said: “%(said)s”", id=visit_id, said=said),
+    )
+    case = await open_case(project, intake, author=event.actor_id,
+                           at=datetime.fromisoformat(received) if received else now())
+    await timeline.post(case, "return_visit", _("Opened from return visit #%(id)s.", id=visit_id),
+                        author=event.actor_id, data={"visit_id": visit_id})
+    return case
+
+
 # Repeats ----------------------------------------------------------------------------------
 
 

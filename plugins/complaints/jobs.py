@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from core.api import EmailError, JobContext, Membership, User, gettext as _, project_calendar, queue_email, timeline
+from core.api import EmailError, JobContext, Membership, User, emit, gettext as _, project_calendar, queue_email, timeline
 from plugins.complaints import analysis
 from plugins.complaints.cases import conf, send_survey, users_with_permission
 from plugins.complaints.models import Case, Escalation, Step, Survey
@@ -79,6 +79,8 @@ async def escalate(case: Case, level: int, project, at: datetime, step: str) -> 
                         data={"level": level})
     await _mail(recipients, "escalated", {"case": case, "level": str(Escalation.CHOICES[level]),
                                           "step": str(Step.ACTIONS[step])}, project, f"complaints.Case:{case.id}")
+    await emit("complaints.escalated", case.project_id, case_id=case.id, number=case.number, level=level, step=step,
+               customer_id=case.customer_id, unit_id=case.unit_id, escalated_at=at.isoformat())
 
 
 async def send_surveys(ctx: JobContext) -> None:

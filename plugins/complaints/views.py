@@ -6,7 +6,6 @@ import io
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -414,6 +413,8 @@ async def analysis_page(request: Request) -> Response:
 
 
 def _xlsx(filename: str, sheets: list[tuple[str, list[list]]]) -> Response:
+    from openpyxl import Workbook  # here, not at import: it is a large part of a process's start-up
+
     book = Workbook()
     book.remove(book.active)
     for title, rows in sheets:

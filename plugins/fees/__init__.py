@@ -53,6 +53,21 @@ def register_jobs():
 
 
 @hookimpl
+def register_events():
+    from core.api import EventSpec
+
+    return [
+        EventSpec("fees.bill_issued", _("Bill issued"),
+                  _("One per bill of a bill run, committed with the bill (tens of thousands per month in a large estate).")),
+        EventSpec("fees.bill_run_completed", _("Bill run completed"),
+                  _("A month's bill run finished: bills created, bills and amount of the month.")),
+        EventSpec("fees.payment_posted", _("Payment posted"), _("A payment was recorded with its receipt number.")),
+        EventSpec("fees.payment_reversed", _("Payment reversed"),
+                  _("A manager reversed a payment; the reversal has its own receipt number.")),
+    ]
+
+
+@hookimpl
 def register_routes():
     from plugins.fees.views import routes
 

@@ -87,11 +87,13 @@ class BillTo:
 
 
 class UnitBilling(ProjectScopedModel):
-    """Per-unit billing settings: whom the unit's bills go to."""
+    """Per-unit billing settings: whom the unit's bills go to, and who chose it when."""
 
     id = fields.IntField(primary_key=True)
     unit = fields.OneToOneField("core.Unit", related_name=False, on_delete=fields.CASCADE)
     bill_to = fields.CharField(max_length=16, default=BillTo.OWNER)
+    changed_by = fields.ForeignKeyField("core.User", related_name=False, null=True, on_delete=fields.RESTRICT)
+    changed_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "fees_unit_billing"
@@ -113,6 +115,7 @@ class Discount(ProjectScopedModel):
     class Meta:
         table = "fees_discount"
         ordering = ["-id"]
+        indexes = (("unit_id",),)
 
 
 class MeterCharge(ProjectScopedModel):
@@ -126,10 +129,46 @@ class MeterCharge(ProjectScopedModel):
     note = fields.CharField(max_length=255, default="")
     created_by = fields.ForeignKeyField("core.User", related_name=False, null=True, on_delete=fields.RESTRICT)
     created_at = fields.DatetimeField(auto_now_add=True)
+    # The last change of the amount (a corrected entry or a re-imported file), and by whom.
+    updated_by = fields.ForeignKeyField("core.User", related_name=False, null=True, on_delete=fields.RESTRICT)
+    updated_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "fees_meter_charge"
         unique_together = (("unit", "item", "period"),)
+
+
+class MeterImportState:
+    INVALID = "invalid"
+    READY = "ready"
+    DONE = "done"
+    CHOICES = {INVALID: _("Has errors"), READY: _("Ready to import"), DONE: _("Imported")}
+
+
+class MeterImport(ProjectScopedModel):
+    """An uploaded file of pass-through amounts: its checked rows, the error report, what the import wrote.
+
+    Rows are kept checked but unwritten until someone confirms; the import then
+    writes all of them in one transaction or none.
+    """
+
+    id = fields.IntField(primary_key=True)
+    filename = fields.CharField(max_length=255)
+    state = fields.CharField(max_length=16, default=MeterImportState.INVALID)
+    rows = fields.JSONField(default=list)  # [[row number, unit id, item id, "2026-05-01", "36.40", note], ...]
+    total = fields.IntField(default=0)
+    amount = fields.DecimalField(max_digits=14, decimal_places=2, default=0)
+    errors = fields.JSONField(default=list)  # [{"row": 5, "column": "Amount", "message": "..."}]
+    error_count = fields.IntField(default=0)
+    preview = fields.JSONField(default=list)  # the first rows as shown: [[unit code, item, month, amount, note, change]]
+    summary = fields.JSONField(default=dict)  # {"created": n, "updated": n, "unchanged": n}
+    created_by = fields.ForeignKeyField("core.User", related_name=False, null=True, on_delete=fields.RESTRICT)
+    created_at = fields.DatetimeField()
+    imported_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "fees_meter_import"
+        ordering = ["-id"]
 
 
 class BillRunState:
@@ -182,6 +221,8 @@ class Bill(ProjectScopedModel):
     number = fields.CharField(max_length=32)
     unit = fields.ForeignKeyField("core.Unit", related_name=False, on_delete=fields.RESTRICT)
     customer = fields.ForeignKeyField("core.Customer", related_name=False, null=True, on_delete=fields.RESTRICT)
+    # How the customer was billed: "owner" or "tenant" (the unit's choice when the bill was issued).
+    customer_relation = fields.CharField(max_length=16, default="", db_default="")
     period = fields.DateField()
     due_date = fields.DateField()
     total = fields.DecimalField(max_digits=14, decimal_places=2, default=0)
@@ -193,6 +234,7 @@ class Bill(ProjectScopedModel):
     class Meta:
         table = "fees_bill"
         unique_together = (("unit", "period"), ("project", "number"))
+        indexes = (("customer_id",), ("project_id", "period"))
         ordering = ["-period", "id"]
 
     def __str__(self) -> str:
@@ -208,8 +250,11 @@ class BillLine(ProjectScopedModel):
 
     id = fields.IntField(primary_key=True)
     bill = fields.ForeignKeyField("fees.Bill", related_name="lines", on_delete=fields.CASCADE)
-    # Repeated from the bill so the database itself refuses a second line for the same month.
-    unit = fields.ForeignKeyField("core.Unit", related_name=False, on_delete=fields.RESTRICT)
+    # Project, unit and period are repeated from the bill so the database itself refuses a second
+    # line for the same month. The bill's own foreign keys vouch for them: checking them again for
+    # every line would only slow the bill run down (a bill run writes ~2 lines per unit).
+    project = fields.ForeignKeyField("core.Project", related_name=False, on_delete=fields.RESTRICT, db_constraint=False)
+    unit = fields.ForeignKeyField("core.Unit", related_name=False, on_delete=fields.RESTRICT, db_constraint=False)
     item = fields.ForeignKeyField("fees.FeeItem", related_name=False, on_delete=fields.RESTRICT)
     period = fields.DateField()
     description = fields.CharField(max_length=255, default="")
@@ -222,6 +267,7 @@ class BillLine(ProjectScopedModel):
     class Meta:
         table = "fees_bill_line"
         unique_together = (("unit", "item", "period"),)
+        indexes = (("bill_id",),)
         ordering = ["id"]
 
 
@@ -271,6 +317,7 @@ class Payment(ProjectScopedModel):
     class Meta:
         table = "fees_payment"
         unique_together = (("project", "receipt_number"),)
+        indexes = (("unit_id",), ("customer_id",))
         ordering = ["-id"]
 
     def __str__(self) -> str:
@@ -290,6 +337,23 @@ class Allocation(ProjectScopedModel):
     class Meta:
         table = "fees_allocation"
         ordering = ["id"]
+        indexes = (("unit_id",), ("bill_id",), ("payment_id",))
+
+
+class CreditHint(ProjectScopedModel):
+    """A unit that may have money not yet allocated to bills (credit): the bill run looks only at these.
+
+    Written when a payment leaves money over, removed once the unit's credit is
+    used up. A unit listed without credit costs one small query; a unit with
+    credit but not listed would keep it unused, so every path that leaves money
+    over writes one.
+    """
+
+    id = fields.IntField(primary_key=True)
+    unit = fields.OneToOneField("core.Unit", related_name=False, on_delete=fields.CASCADE)
+
+    class Meta:
+        table = "fees_credit_hint"
 
 
 class DunningAction:
@@ -354,6 +418,7 @@ class PromiseToPay(ProjectScopedModel):
     class Meta:
         table = "fees_promise_to_pay"
         ordering = ["-promised_date", "-id"]
+        indexes = (("unit_id",),)
 
 
 class CollectionSnapshot(ProjectScopedModel):

@@ -2,7 +2,9 @@
 
 A payment is allocated to the chosen bills or else to the unit's oldest open
 bills; whatever is left is credit on the unit's account, which later bills use
-(`apply_credit`, called by the bill run). A bill's `paid` is always the sum of
+(`apply_credit`, called by the bill run for the units with a `CreditHint`).
+Posting announces `fees.payment_posted`, a reversal `fees.payment_reversed`,
+in the same transaction. A bill's `paid` is always the sum of
 its allocations, recomputed in the same transaction (`refresh_bills`).
 
 Receipt numbers come from the estate's gapless "fees.receipt" sequence, taken
@@ -21,8 +23,8 @@ from typing import Iterable
 from tortoise.exceptions import IntegrityError
 from tortoise.functions import Sum
 
-from core.api import Sequence, Unit, gettext as _, timeline, transaction
-from plugins.fees.models import Allocation, Bill, BillStatus, Method, Payment, PaymentKind
+from core.api import Sequence, Unit, emit, gettext as _, timeline, transaction
+from plugins.fees.models import Allocation, Bill, BillStatus, CreditHint, Method, Payment, PaymentKind
 from plugins.fees.money import FEN, InputError, ZERO, format_amount, parse_amount, utcnow
 
 RECEIPT_SEQUENCE = "fees.receipt"
@@ -120,13 +122,31 @@ def _open_bills(unit_ids: list[int]):
     return query.select_for_update()
 
 
-async def apply_credit(unit_ids: list[int], *, now: datetime | None = None) -> None:
-    """Use the units' credit (unallocated payments) for their open bills, oldest bill first."""
+async def mark_credit(payment: Payment) -> None:
+    """Note that the payment's unit has credit now, so bill runs look at it (CreditHint)."""
+    if not await CreditHint.filter(unit_id=payment.unit_id).exists():
+        try:
+            async with transaction():
+                await CreditHint.create(project_id=payment.project_id, unit_id=payment.unit_id)
+        except IntegrityError:
+            pass  # noted by a payment at the same moment
+
+
+async def apply_credit(first: int, last: int, *, now: datetime | None = None) -> None:
+    """Use the credit of units with ids first..last for their open bills, oldest bill first.
+
+    Only units with a CreditHint are looked at (a bill run calls this for every
+    chunk of units); a hint whose unit has no credit left is removed.
+    """
     now = now or utcnow()
-    credit = await unit_credit(unit_ids)
-    if not credit:
+    hinted = await CreditHint.filter(unit_id__gte=first, unit_id__lte=last).values_list("unit_id", flat=True)
+    if not hinted:
         return
+    credit = await unit_credit(hinted)
     units = list(credit)
+    if not units:
+        await CreditHint.filter(unit_id__in=hinted).delete()
+        return
     bills_by_unit: dict[int, list[Bill]] = defaultdict(list)
     for bill in await _open_bills(units):
         bills_by_unit[bill.unit_id].append(bill)
@@ -137,6 +157,9 @@ async def apply_credit(unit_ids: list[int], *, now: datetime | None = None) -> N
             _left, ids = await _allocate(payment, left, bills, now)
             touched.extend(ids)
     await refresh_bills(touched)
+    spent = set(hinted) - set(await unit_credit(units))
+    if spent:
+        await CreditHint.filter(unit_id__in=sorted(spent)).delete()
 
 
 async def post_payment(
@@ -200,8 +223,11 @@ async def post_payment(
                 reference=(reference or "").strip()[:64], payer=(payer or "").strip()[:64], cashier_id=cashier_id,
                 idempotency_key=key, received_at=now,
             )
-            _left, touched = await _allocate(payment, value, targets, now)
+            left, touched = await _allocate(payment, value, targets, now)
             await refresh_bills(touched)
+            if left > 0:
+                await mark_credit(payment)
+            await emit("fees.payment_posted", project_id, cashier_id, **await _event_data(payment, unit))
     except IntegrityError:
         # The same form was submitted twice at once: the database kept the first.
         existing = await Payment.get_or_none(idempotency_key=key)
@@ -250,9 +276,24 @@ async def reverse_payment(payment: Payment, reason: str, *, approver_id: int, no
                     author=approver_id, data={"payment": original.id, "reversal": reversal.id},
                 )
             await refresh_bills(net)
+            unit = await Unit.get(id=original.unit_id)
+            await emit("fees.payment_reversed", original.project_id, approver_id,
+                       **await _event_data(reversal, unit), reverses_id=original.id,
+                       reverses_receipt=original.receipt_number, reason=reversal.reason)
     except IntegrityError:
         raise InputError({"reason": _("This payment has already been reversed.")}) from None
     return reversal
+
+
+async def _event_data(payment: Payment, unit: Unit) -> dict:
+    """What `fees.payment_posted` / `fees.payment_reversed` carry (amounts as text, times ISO 8601 UTC)."""
+    allocated = await Allocation.filter(payment_id=payment.id).values_list("bill_id", "amount")
+    return {
+        "payment_id": payment.id, "receipt_number": payment.receipt_number, "unit_id": unit.id,
+        "unit_code": unit.code, "customer_id": payment.customer_id, "amount": str(payment.amount),
+        "method": payment.method, "reference": payment.reference, "posted_at": payment.received_at.isoformat(),
+        "bills": [{"bill_id": bill_id, "amount": str(amount)} for bill_id, amount in allocated],
+    }
 
 
 async def void_bill(bill: Bill, reason: str, *, approver_id: int) -> Bill:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import secrets
 from datetime import date, timedelta
 
@@ -11,13 +12,13 @@ from starlette.responses import Response, StreamingResponse
 
 from core.api import (
     Building, Column, Customer, CustomerUnit, DashboardTile, Filter, ListView, SearchResult, Unit, UnitUse,
-    ctx, gettext, lazy_gettext as _, project_url, queue_run, redirect, render, route, timeline, transaction,
+    ctx, gettext, lazy_gettext as _, project_url, queue_run, redirect, render, route, timeline, transaction, unscoped,
     local_today,
 )
-from plugins.fees import billing, dunning, payments, reports
+from plugins.fees import billing, dunning, metered, payments, reports
 from plugins.fees.models import (
-    Basis, Bill, BillLine, BillRun, BillRunState, BillStatus, Discount, DunningAction, DunningRecord, DunningStep,
-    FeeItem, FeeRate, Method, Payment, PaymentKind, PromiseToPay,
+    Basis, Bill, BillLine, BillRun, BillRunState, BillStatus, BillTo, Discount, DunningAction, DunningRecord, DunningStep,
+    FeeItem, FeeRate, MeterCharge, MeterImport, MeterImportState, Method, Payment, PaymentKind, PromiseToPay,
 )
 from plugins.fees.money import (
     ZERO, InputError, add_months, month_start, parse_amount, parse_date, parse_period, period_label,
@@ -67,13 +68,21 @@ def _unit_link(row, request) -> str:
     return f"{_base(request)}units/{row.unit_id}"
 
 
+def _billed_to(bill) -> str:
+    if bill.customer is None:
+        return ""
+    if bill.customer_relation == BillTo.TENANT:
+        return f"{bill.customer.name} ({BillTo.CHOICES[BillTo.TENANT]})"
+    return bill.customer.name
+
+
 BILLS = ListView(
     "fees-bills", _("Bills"), model=Bill,
     columns=[
         Column("number", _("Bill"), sort=True, link=_bill_link),
         Column("period", _("Month"), value=lambda b: period_label(b.period), sort=True),
         Column("unit", _("Unit"), field="unit.code", sort="unit__code", link=_unit_link),
-        Column("customer", _("Billed to"), field="customer.name"),
+        Column("customer", _("Billed to"), value=lambda b: _billed_to(b)),
         Column("total", _("Amount"), format="money", sort=True),
         Column("paid", _("Paid"), format="money"),
         Column("balance", _("Balance"), value=lambda b: b.balance, format="money"),
@@ -250,6 +259,7 @@ async def bill_detail(request: Request, *, errors: dict | None = None, status_co
     records = await DunningRecord.filter(bill_id=bill.id).order_by("id").prefetch_related("step")
     return await render(request, "fees/bill.html", {
         "bill": bill, "lines": lines, "allocations": allocations, "records": records,
+        "billed_as": BillTo.CHOICES.get(bill.customer_relation, ""),
         "status_labels": BillStatus.CHOICES, "base": _base(request), "can_approve": _can(request, APPROVE),
         "can_pay": _can(request, PAY), "errors": errors or {},
         "days": dunning.days_overdue(bill.due_date, _today(request)),
@@ -293,8 +303,22 @@ async def _unit_context(request: Request, unit: Unit) -> dict:
         "discounts": await Discount.filter(unit_id=unit.id).prefetch_related("item", "approved_by"),
         "items": await FeeItem.filter(project_id=project.id, is_active=True),
         "methods": list(Method.CHOICES.items()), "base": _base(request),
-        "can_pay": _can(request, PAY), "can_approve": _can(request, APPROVE),
+        "can_pay": _can(request, PAY), "can_approve": _can(request, APPROVE), "can_manage": _can(request, MANAGE),
         "use_label": UnitUse.CHOICES.get(unit.use, unit.use),
+        **await _billing_context(unit, today),
+    }
+
+
+async def _billing_context(unit: Unit, today: date) -> dict:
+    """Whom the unit's bills go to, and which fee items it is charged."""
+    setting = await billing.billing_of(unit)
+    customer_id, relation = await billing.billed_customer(unit, today)
+    return {
+        "unit_items": await billing.unit_items(unit, today), "billing": setting,
+        "bill_to": setting.bill_to if setting else BillTo.OWNER, "bill_to_choices": list(BillTo.CHOICES.items()),
+        "billed_customer": await Customer.get_or_none(id=customer_id) if customer_id else None,
+        "billed_as": BillTo.CHOICES.get(relation, ""), "basis_labels": Basis.CHOICES,
+        "no_tenant": bool(setting and setting.bill_to == BillTo.TENANT and relation != BillTo.TENANT),
     }
 
 
@@ -316,6 +340,8 @@ async def payment_create(request: Request) -> Response:
     values["bills"] = form.getlist("bills")
     try:
         bill_ids = [int(b) for b in values["bills"]]
+        if any(not 0 < b < 2**31 for b in bill_ids):  # beyond any id the database can hold
+            raise ValueError
     except ValueError:
         return await unit_account(request, errors={"bills": gettext("Choose bills from the list.")}, values=values, status_code=422)
     try:
@@ -331,6 +357,47 @@ async def payment_create(request: Request) -> Response:
         else gettext("This payment was already recorded as receipt %(number)s.", number=payment.receipt_number)
     )
     return redirect(request, f"{_base(request)}payments/{payment.id}", message)
+
+
+async def unit_item_change(request: Request) -> Response:
+    """Charge a fee item to the unit again, or stop charging it (with a reason)."""
+    unit: Unit = request.state.record
+    form = await request.form()
+    values = {"item": form.get("item", ""), "reason": form.get("reason", ""), "charged": form.get("charged", "")}
+    item = await FeeItem.get_or_none(id=int(values["item"])) if values["item"].isdigit() else None
+    if item is None or item.project_id != unit.project_id:
+        return await unit_account(request, errors={"item_change": gettext("Choose a fee item of this estate.")},
+                                  values=values, status_code=422)
+    charged = values["charged"] == "1"
+    try:
+        changed = await billing.set_item_charged(unit, item, charged, values["reason"], user_id=ctx(request).principal.id)
+    except InputError as exc:
+        return await unit_account(request, errors={"item_reason": exc.errors["reason"], "item_failed": item.id},
+                                  values=values, status_code=422)
+    if not changed:
+        message = gettext("No change: %(item)s was already so.", item=item.name)
+    elif charged:
+        message = gettext("%(item)s is charged again from the next bill run.", item=item.name)
+    else:
+        message = gettext("%(item)s is no longer charged from the next bill run.", item=item.name)
+    return redirect(request, f"{_base(request)}units/{unit.id}#billing", message)
+
+
+async def unit_bill_to(request: Request) -> Response:
+    unit: Unit = request.state.record
+    form = await request.form()
+    try:
+        changed = await billing.set_bill_to(unit, form.get("bill_to", ""), user_id=ctx(request).principal.id)
+    except InputError as exc:
+        return await unit_account(request, errors=exc.errors, values={"bill_to": form.get("bill_to", "")},
+                                  status_code=422)
+    if not changed:
+        message = gettext("No change.")
+    elif form["bill_to"] == BillTo.TENANT:
+        message = gettext("Saved: bills go to the tenant from the next bill run.")
+    else:
+        message = gettext("Saved: bills go to the owner from the next bill run.")
+    return redirect(request, f"{_base(request)}units/{unit.id}#billing", message)
 
 
 async def promise_create(request: Request) -> Response:
@@ -442,6 +509,124 @@ async def run_create(request: Request) -> Response:
 async def run_progress(request: Request) -> Response:
     run: BillRun = request.state.record
     return await render(request, "fees/_run_row.html", {"run": run, "states": BillRunState.CHOICES})
+
+
+# Pass-through amounts ----------------------------------------------------------------
+
+
+async def _metered_items(request: Request) -> list[tuple[str, str]]:
+    return [(str(i.id), i.name) for i in await FeeItem.filter(basis=Basis.METERED, is_active=True).order_by("order", "id")]
+
+
+METERED = ListView(
+    "fees-metered", _("Pass-through amounts"), model=MeterCharge,
+    columns=[
+        Column("unit", _("Unit"), field="unit.code", sort="unit__code", link=_unit_link),
+        Column("item", _("Fee item"), field="item.name"),
+        Column("period", _("Month"), value=lambda m: period_label(m.period), sort=True),
+        Column("amount", _("Amount"), format="money", sort=True),
+        Column("note", _("Note")),
+        Column("entered_by", _("Entered by"), value=lambda m: str(m.updated_by or m.created_by or "")),
+        Column("entered_at", _("Entered"), value=lambda m: m.updated_at or m.created_at, format="datetime"),
+    ],
+    filters=[
+        Filter.choice("item", _("Fee item"), _metered_items, field="item_id"),
+        Filter.choice("period", _("Month"), _recent_periods, apply=lambda q, v: q.filter(period=parse_period(v))),
+    ],
+    search=["unit__code", "note"],
+    select_related=["unit", "item", "created_by", "updated_by"],
+    default_sort="-period",
+)
+
+
+async def metered_page(request: Request, *, errors: dict | None = None, values: dict | None = None,
+                       status_code: int = 200) -> Response:
+    context = {
+        "base": _base(request), "can_manage": _can(request, MANAGE), "items": await _metered_items(request),
+        "errors": errors or {}, "values": {"period": period_label(month_start(_today(request))), **(values or {})},
+        "imports": await MeterImport.all().order_by("-id").limit(5).prefetch_related("created_by"),
+        "import_states": MeterImportState.CHOICES,
+    }
+    if not errors:
+        return await METERED.response(request, "fees/metered.html", context)
+    context["listing"] = await METERED.page(request)
+    return await render(request, "fees/metered.html", context, status_code=status_code)
+
+
+async def _chosen_item(value: str) -> FeeItem | None:
+    return await FeeItem.get_or_none(id=int(value)) if (value or "").isdigit() else None
+
+
+async def metered_create(request: Request) -> Response:
+    form = await request.form()
+    values = {k: form.get(k, "") for k in ("unit", "item", "period", "amount", "note")}
+    try:
+        charge = await metered.enter_amount(
+            values["unit"], await _chosen_item(values["item"]), values["period"], values["amount"], values["note"],
+            project_id=ctx(request).project.id, user_id=ctx(request).principal.id,
+        )
+    except InputError as exc:
+        return await metered_page(request, errors=exc.errors, values=values, status_code=422)
+    return redirect(request, _base(request) + "metered", gettext(
+        "Saved: %(amount)s for %(unit)s, %(month)s.", amount=f"¥{charge.amount:,.2f}", unit=values["unit"].strip(),
+        month=period_label(charge.period)))
+
+
+async def metered_upload(request: Request) -> Response:
+    from starlette.datastructures import UploadFile
+
+    async with request.form(max_files=1, max_fields=10) as form:
+        values = {"item": form.get("import_item", ""), "period": form.get("import_period", "")}
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            return await metered_page(request, errors={"file": gettext("Choose a file to upload.")}, values=values,
+                                      status_code=422)
+        period = None
+        if values["period"].strip():
+            period = metered.parse_month(values["period"])
+            if period is None:
+                return await metered_page(request, errors={"import_period": gettext(
+                    "Enter a month as YYYY-MM, e.g. 2026-05.")}, values=values, status_code=422)
+        try:
+            batch = await metered.check_upload(ctx(request).project.id, upload, await _chosen_item(values["item"]),
+                                               period, user_id=ctx(request).principal.id)
+        except InputError as exc:
+            return await metered_page(request, errors=exc.errors, values=values, status_code=422)
+    return redirect(request, f"{_base(request)}metered/imports/{batch.id}")
+
+
+async def metered_import(request: Request, *, errors: list | None = None, message: str = "",
+                         status_code: int = 200) -> Response:
+    batch: MeterImport = request.state.record
+    await batch.fetch_related("created_by")
+    return await render(request, "fees/metered_import.html", {
+        "batch": batch, "errors": errors if errors is not None else batch.errors, "message": message,
+        "base": _base(request), "states": MeterImportState.CHOICES,
+        "changes": {"created": gettext("New"), "updated": gettext("Changed"), "unchanged": gettext("Unchanged")},
+    }, status_code=status_code)
+
+
+async def metered_commit(request: Request) -> Response:
+    batch: MeterImport = request.state.record
+    try:
+        batch = await metered.commit_import(batch, user_id=ctx(request).principal.id)
+    except metered.ImportChanged as exc:
+        return await metered_import(request, errors=exc.result.errors, status_code=422, message=gettext(
+            "Nothing was imported: since the upload, some rows are no longer valid (listed below). "
+            "Correct the file and upload it again."))
+    except InputError as exc:
+        return await metered_import(request, status_code=422, message=next(iter(exc.errors.values())))
+    summary = batch.summary
+    return redirect(request, f"{_base(request)}metered/imports/{batch.id}", gettext(
+        "Imported: %(created)s new, %(updated)s changed, %(unchanged)s unchanged.", created=summary.get("created", 0),
+        updated=summary.get("updated", 0), unchanged=summary.get("unchanged", 0)))
+
+
+async def metered_template(request: Request) -> Response:
+    out = io.BytesIO()
+    metered.template_workbook(out)
+    return Response(out.getvalue(), media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": 'attachment; filename="pass-through-amounts.xlsx"'})
 
 
 # Setup -----------------------------------------------------------------------------
@@ -558,27 +743,55 @@ async def customer_account(request: Request, customer: Customer) -> dict:
     }
 
 
-async def search_results(query: str, project_ids: list[int]) -> list[SearchResult]:
-    text = query.strip()
-    if len(text) < 3 or not text.replace("-", "").isalnum():
-        return []
-    from core.api import Project
+def _searched_numbers(text: str, today: date) -> tuple[list[str], list[str]]:
+    """(bill numbers, receipt numbers) a query can mean: a full number, or a serial ("123", "000123").
 
-    codes = {p.id: p.code for p in await Project.filter(id__in=project_ids)}
+    Bill serials are looked up in the bill numbers of every month of the last ten years: all of them
+    exact values read through the (estate, number) index, never a scan of millions of bills.
+    """
+    if text.isdigit() and len(text) <= 8:
+        serial = int(text)
+        first = add_months(month_start(today), -119)
+        bills = [billing.bill_number(add_months(first, i), serial) for i in range(121)] if serial < 10**6 else []
+        return bills, [payments.receipt_number(serial)]
+    if found := re.fullmatch(r"B(\d{4})(\d{2})-(\d{1,6})", text):
+        year, month, serial = (int(g) for g in found.groups())
+        return ([billing.bill_number(date(year, month, 1), serial)] if 1 <= month <= 12 else []), []
+    if found := re.fullmatch(r"R(\d{1,8})", text):
+        return [], [payments.receipt_number(int(found.group(1)))]
+    return [], []
+
+
+async def search_results(query: str, project_ids: list[int]) -> list[SearchResult]:
+    """Bills and receipts by number (see `_searched_numbers`)."""
+    from core.api import Project, now
+
+    text = query.strip().upper()
+    if len(text) < 3:
+        return []
+    bill_numbers, receipt_numbers = _searched_numbers(text, now().date())
+    if not bill_numbers and not receipt_numbers:
+        return []
+    with unscoped():
+        codes = dict(await Project.filter(id__in=project_ids).values_list("id", "code"))
     hits = []
-    for bill in await Bill.filter(number__icontains=text, project_id__in=project_ids).select_related("unit").limit(8):
-        hits.append(SearchResult(
-            kind=_("Bill"), title=bill.number, url=f"/p/{codes[bill.project_id]}/fees/bills/{bill.id}",
-            subtitle=f"{bill.unit.code} · {period_label(bill.period)}", project_id=bill.project_id,
-            score=100.0 if bill.number.lower() == text.lower() else 60.0,
-        ))
-    for payment in await Payment.filter(receipt_number__icontains=text, project_id__in=project_ids).select_related("unit").limit(8):
-        hits.append(SearchResult(
-            kind=_("Receipt"), title=payment.receipt_number,
-            url=f"/p/{codes[payment.project_id]}/fees/payments/{payment.id}",
-            subtitle=f"{payment.unit.code} · ¥{payment.amount:,.2f}", project_id=payment.project_id,
-            score=100.0 if payment.receipt_number.lower() == text.lower() else 60.0,
-        ))
+    if bill_numbers:
+        for bill in await Bill.filter(number__in=bill_numbers, project_id__in=project_ids).select_related("unit").order_by("-id").limit(8):
+            hits.append(SearchResult(
+                kind=_("Bill"), title=bill.number, url=f"/p/{codes[bill.project_id]}/fees/bills/{bill.id}",
+                subtitle=f"{bill.unit.code} · {period_label(bill.period)}", project_id=bill.project_id,
+                score=100.0 if bill.number == text else 60.0,
+            ))
+    if receipt_numbers:
+        for payment in await Payment.filter(
+            receipt_number__in=receipt_numbers, project_id__in=project_ids
+        ).select_related("unit").order_by("-id").limit(8):
+            hits.append(SearchResult(
+                kind=_("Receipt"), title=payment.receipt_number,
+                url=f"/p/{codes[payment.project_id]}/fees/payments/{payment.id}",
+                subtitle=f"{payment.unit.code} · ¥{payment.amount:,.2f}", project_id=payment.project_id,
+                score=100.0 if payment.receipt_number == text else 60.0,
+            ))
     return hits
 
 
@@ -596,6 +809,8 @@ def routes():
         route("/units/{id:int}/payments", payment_create, methods=["POST"], name="fees_pay", permission=PAY, model=unit),
         route("/units/{id:int}/promises", promise_create, methods=["POST"], name="fees_promise", permission=PAY, model=unit),
         route("/units/{id:int}/discounts", discount_create, methods=["POST"], name="fees_discount", permission=APPROVE, model=unit),
+        route("/units/{id:int}/items", unit_item_change, methods=["POST"], name="fees_unit_items", permission=MANAGE, model=unit),
+        route("/units/{id:int}/bill-to", unit_bill_to, methods=["POST"], name="fees_unit_bill_to", permission=MANAGE, model=unit),
         route("/payments", receipt_list, name="fees_payments", permission=VIEW),
         route("/payments/{id:int}", receipt, name="fees_receipt", permission=VIEW, model=payment),
         route("/payments/{id:int}/reverse", payment_reverse, methods=["POST"], name="fees_reverse", permission=APPROVE, model=payment),
@@ -603,6 +818,14 @@ def routes():
         route("/runs", runs_page, name="fees_runs", permission=RUN),
         route("/runs", run_create, methods=["POST"], name="fees_run_create", permission=RUN),
         route("/runs/{id:int}", run_progress, name="fees_run", permission=RUN, model=run),
+        route("/metered", metered_page, name="fees_metered", permission=VIEW),
+        route("/metered", metered_create, methods=["POST"], name="fees_metered_create", permission=MANAGE),
+        route("/metered/template", metered_template, name="fees_metered_template", permission=VIEW),
+        route("/metered/imports", metered_upload, methods=["POST"], name="fees_metered_upload", permission=MANAGE),
+        route("/metered/imports/{id:int}", metered_import, name="fees_metered_import", permission=MANAGE,
+              model="fees.MeterImport"),
+        route("/metered/imports/{id:int}", metered_commit, methods=["POST"], name="fees_metered_commit",
+              permission=MANAGE, model="fees.MeterImport"),
         route("/setup", setup_page, name="fees_setup", permission=MANAGE),
         route("/setup/items", item_create, methods=["POST"], name="fees_item_create", permission=MANAGE),
         route("/setup/rates", rate_create, methods=["POST"], name="fees_rate_create", permission=MANAGE),

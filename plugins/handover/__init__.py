@@ -30,6 +30,17 @@ def register_permissions():
 
 
 @hookimpl
+def register_events():
+    from core.api import EventSpec
+
+    return [
+        EventSpec("handover.key_checked_out", _("Keys checked out"),
+                  _("A key set left the cabinet with an owner, a contractor or a staff member.")),
+        EventSpec("handover.keys_returned", _("Keys returned"), _("A checked-out key set came back to the cabinet.")),
+    ]
+
+
+@hookimpl
 def register_routes():
     from core.api import route
     from plugins.handover import inspect_views as i, key_views as k, views as v

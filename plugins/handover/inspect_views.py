@@ -175,8 +175,12 @@ async def defect_create(request: Request) -> Response:
             )
         except HandoverError as exc:
             return await _inspection_page(request, inspection, values=values, errors={exc.field: exc.message}, status=422)
-    return redirect(request, f"{base(request)}inspections/{inspection.id}",
-                    gettext("Defect %(number)s recorded.", number=defect.number))
+    page = f"{base(request)}inspections/{inspection.id}"
+    if defect.photo_problem:
+        message = gettext("Defect %(number)s recorded without its photos. %(problem)s", number=defect.number,
+                          problem=defect.photo_problem)
+        return redirect(request, page, message, level="warning")
+    return redirect(request, page, gettext("Defect %(number)s recorded.", number=defect.number))
 
 
 # Defects ------------------------------------------------------------------------------------

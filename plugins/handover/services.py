@@ -19,7 +19,7 @@ from tortoise.expressions import F
 
 from core.api import local_today as date_in
 from core.api import (
-    Customer, EmailError, Sequence, Unit, User, attachments, gettext, links, now, queue_email, timeline, transaction,
+    Customer, EmailError, Sequence, Unit, User, attachments, emit, gettext, links, now, queue_email, timeline, transaction,
 )
 from plugins.handover.models import (
     Appointment,
@@ -393,7 +393,11 @@ async def finish_inspection(inspection: Inspection, *, by) -> None:
 async def record_defect(handover: UnitHandover, project, *, by, location: str, description: str, category: str,
                         severity: str, responsible: str, contractor_id: int | None, deadline: date,
                         item_id: int | None = None, photos: Iterable[Any] = ()) -> Defect:
-    """A defect found on site, numbered, with its photos; marks its checklist item as a defect."""
+    """A defect found on site, numbered, with its photos; marks its checklist item as a defect.
+
+    A photo the server cannot store (disk full) does not lose the defect: it is
+    recorded without it and `defect.photo_problem` says why.
+    """
     if not location:
         raise HandoverError(gettext("Say where the defect is."), "location")
     if not description:
@@ -428,9 +432,13 @@ async def record_defect(handover: UnitHandover, project, *, by, location: str, d
         )
         if item is not None:
             await InspectionItem.filter(id=item.id).update(result=ItemResult.DEFECT, checked_by_id=_uid(by), checked_at=at)
+        defect.photo_problem = ""
         for photo in photos:
             try:
                 await attachments.attach(defect, photo, author=by)
+            except attachments.StorageError as exc:
+                # The server's disk is full, not the photo's fault: the defect is kept without it, and the user told.
+                defect.photo_problem = str(exc)
             except attachments.AttachmentError as exc:
                 raise HandoverError(str(exc), "photo") from None
         await timeline.post(defect, "status", gettext("Defect recorded"), author=by, data={"to": DefectState.OPEN})
@@ -619,6 +627,9 @@ async def check_out(keyset: KeySet, *, holder_kind: str, holder: Any, purpose: s
         await timeline.post(keyset, "checkout", gettext("Checked out to %(name)s (%(kind)s): %(purpose)s",
                                                         name=name, kind=HolderKind.CHOICES[holder_kind], purpose=purpose),
                             author=by, data={"checkout_id": checkout.id, "due_at": due_at.isoformat(), "custodian": name})
+        await emit("handover.key_checked_out", keyset.project_id, actor_id=_uid(by), keyset_id=keyset.id,
+                   checkout_id=checkout.id, unit_id=keyset.unit_id, tag=keyset.tag, holder_kind=holder_kind,
+                   holder_name=name, purpose=purpose, out_at=at.isoformat(), due_at=due_at.isoformat())
     return checkout
 
 
@@ -646,6 +657,9 @@ async def check_in_keys(keyset: KeySet, *, returned_by: str, receiver: User, sea
             note += " · " + gettext("seal broken")
         await timeline.post(keyset, "return", note, author=receiver,
                             data={"checkout_id": checkout.id, "custodian": _name(receiver), "sealed": sealed})
+        await emit("handover.keys_returned", keyset.project_id, actor_id=receiver.id, keyset_id=keyset.id,
+                   checkout_id=checkout.id, unit_id=keyset.unit_id, tag=keyset.tag, returned_by=returned_by,
+                   received_by=_name(receiver), sealed=sealed, returned_at=at.isoformat())
     await checkout.refresh_from_db()
     return checkout
 

@@ -67,6 +67,16 @@ def callback_task_requested(project, customer_id, unit_id, reason, due_at, sourc
     return create()
 
 
+@hookimpl
+def domain_event(event):
+    """A return visit that asked for a work order opens one (runs in the visit's transaction)."""
+    from plugins.hotline.workorders import open_from_return_visit
+
+    if event.name == "activities.return_visit_recorded" and event.data.get("follow_up") == "work_order":
+        return open_from_return_visit(event)
+    return None
+
+
 # One implementation per hook in this module (pluggy's rule): the telephony half adds its
 # routes, entries and tiles to the lists below.
 
@@ -108,6 +118,26 @@ def register_routes():
         *telephony.project_routes(),  # telephony: call log
         *duty.routes(),  # telephony: duty log
         *knowledge.routes(),  # telephony: FAQ
+    ]
+
+
+@hookimpl
+def register_api_routes():
+    from plugins.hotline import api
+
+    return api.routes()
+
+
+@hookimpl
+def register_events():
+    from core.api import EventSpec
+
+    return [
+        EventSpec("hotline.complaint_received", _("Complaint received by the hotline"),
+                  _("A contact classified as a complaint was recorded as a work order.")),
+        EventSpec("hotline.work_order_closed", _("Work order closed"), _("Closed after a satisfied callback.")),
+        EventSpec("hotline.work_order_reopened", _("Work order re-opened"),
+                  _("The customer was not satisfied, or staff re-opened it.")),
     ]
 
 

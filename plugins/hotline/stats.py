@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import timedelta
 
@@ -81,11 +82,21 @@ async def customer_section(customer) -> CustomerSection:
 
 
 async def search(query: str, project_ids: list[int]) -> list[SearchResult]:
-    """Work orders by number: the full "GD-2026-000123" or its last digits."""
+    """Work orders by number: the full "GD-2026-000123" or its serial ("123", "000123")."""
     text = query.strip().upper()
     if len(text) < 3 or not any(ch.isdigit() for ch in text):
         return []
-    orders = await WorkOrder.filter(number__icontains=text, project_id__in=project_ids).order_by("-id").limit(8)
+    # Both forms are looked up through the (estate, number) index: never a scan of millions of orders.
+    if text.isdigit() and len(text) <= 6:
+        year = wo.now().year
+        numbers = [f"GD-{y}-{int(text):06d}" for y in range(year - 9, year + 2)]
+    elif re.fullmatch(r"GD-\d{4}-\d{6}", text):
+        numbers = [text]
+    else:
+        return []
+    # Newest first, chosen here: with ORDER BY id LIMIT, PostgreSQL walks every order backwards instead.
+    ids = await WorkOrder.filter(number__in=numbers, project_id__in=project_ids).values_list("id", flat=True)
+    orders = await WorkOrder.filter(id__in=sorted(ids, reverse=True)[:8]).order_by("-id")
     with unscoped():
         codes = dict(await Project.filter(id__in={o.project_id for o in orders}).values_list("id", "code"))
     return [

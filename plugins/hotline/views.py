@@ -336,8 +336,10 @@ async def head_office_intake(request: Request) -> Response:
 async def _detail_context(request: Request, order: WorkOrder) -> dict:
     context = ctx(request)
     principal, project = context.principal, context.project
-    await order.fetch_related("category", "customer", "unit", "supervisor", "created_by")
-    parts = await Assignment.filter(order_id=order.id).prefetch_related("department", "assignee", "done_by")
+    # Joined: one statement for the order and what it points to, one per list below (not one per relation).
+    order = await WorkOrder.filter(id=order.id).select_related(
+        "category", "customer", "unit", "supervisor", "created_by").get()
+    parts = await Assignment.filter(order_id=order.id).select_related("department", "assignee", "done_by")
     mine = {a.id for a in await wo.open_assignments_for(order, principal.id)}
     can = {code: principal.can(f"hotline.{code}", project.id) for code in
            ("intake", "dispatch", "work", "callback", "supervise", "manage")}
@@ -345,8 +347,8 @@ async def _detail_context(request: Request, order: WorkOrder) -> dict:
     open_task = await CallbackTask.filter(order_id=order.id, status=TaskStatus.OPEN).first()
     return {
         "order": order, "parts": parts, "mine": mine, "can": can, "phones": phones, "open_task": open_task,
-        "materials": await order.materials.all().prefetch_related("recorded_by"),
-        "callbacks": await CallbackTask.filter(order_id=order.id).order_by("-id").prefetch_related("done_by"),
+        "materials": await order.materials.all().select_related("recorded_by"),
+        "callbacks": await CallbackTask.filter(order_id=order.id).order_by("-id").select_related("done_by"),
         "Status": Status, "Level": Level, "Escalation": Escalation, "Kind": Kind, "Urgency": Urgency,
         "Outcome": Outcome, "ContactChannel": ContactChannel,
         "departments": [(d.id, d.name) for d in await Department.all()],

@@ -561,6 +561,47 @@ async def request_callback(project_id: int, *, customer_id: int | None, unit_id:
     )
 
 
+# Work orders asked for by others -------------------------------------------------------
+
+
+async def open_from_return_visit(event) -> WorkOrder | None:
+    """A return visit (activities) whose customer asked for a work order opens one, once per visit.
+
+    Runs in the transaction that recorded the visit. Without an active request category
+    the customer's timeline says so instead: failing would lose the recorded call.
+    """
+    data = event.data
+    visit_id = data["visit_id"]
+    customer = await Customer.get_or_none(id=data["customer_id"], project_id=event.project_id)
+    if customer is None:
+        return None
+    for order in await WorkOrder.filter(project_id=event.project_id, customer_id=customer.id):
+        if any(e.kind == "return_visit" and e.data.get("visit_id") == visit_id for e in await timeline.history(order)):
+            return None
+    kind = Kind.SUGGESTION if data.get("outcome") == "suggestion" else Kind.REPAIR
+    categories = Category.filter(project_id=event.project_id, is_active=True).order_by("id")
+    category = await categories.filter(kind=kind).first() or await categories.first()
+    if category is None:
+        await timeline.post(customer, "note", _(
+            "No work order was opened for return visit #%(id)s: the estate has no active request category.",
+            id=visit_id), author=event.actor_id, data={"visit_id": visit_id})
+        return None
+    unit = await Unit.get_or_none(id=data["unit_id"], project_id=event.project_id) if data.get("unit_id") else None
+    said = (data.get("said") or "").strip()
+    recorded = data.get("recorded_at")
+    intake = Intake(
+        customer=customer, category=category, kind=kind, urgency=Urgency.NORMAL, channel=ContactChannel.PHONE,
+        subject=(_("Return visit #%(id)s", id=visit_id) + (f": {said}" if said else ""))[:200],
+        description=_("Asked for during return visit #%(id)s. The customer said: “%(said)s”", id=visit_id, said=said),
+        unit=unit,
+    )
+    order = await create_order(await _project(event.project_id), intake, author=event.actor_id,
+                               at=datetime.fromisoformat(recorded) if recorded else None)
+    await timeline.post(order, "return_visit", _("Opened from return visit #%(id)s.", id=visit_id),
+                        author=event.actor_id, data={"visit_id": visit_id})
+    return order
+
+
 # Who sees what -------------------------------------------------------------------
 
 

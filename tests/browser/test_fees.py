@@ -1,72 +1,85 @@
-"""Month-end at the cashier's desk: a bill run with its progress bar, a payment, the receipt.
-
-SQLite only (like test_work_orders.py): tests/test_fees_*.py cover billing on both databases.
-"""
+"""Month-end at the cashier's desk: a bill run with its progress bar, a payment, the printed receipt."""
 
 from __future__ import annotations
 
-import pytest
+import re
+
 from playwright.async_api import expect
 
 from core.api import unscoped
-from core.models import User
-from core.testing import PASSWORD, LiveServer
-from tests.browser.conftest import BROWSER, login, screenshot
+from core.models import Project, User
+from tests.browser.conftest import BROWSER, assert_fits, screenshot
 from tests.fees_helpers import fee_estate
 
 pytestmark = BROWSER
-SQLITE_ONLY = True
 
 
-@pytest.fixture
-async def estate(app, host):
+async def seed(host):
+    """Five homes of 88.50 m² (property fee 2.35/m², garbage 10) and a parking space (300), each with an owner."""
     with unscoped():
-        project, homes, space, items, cashier, manager = await fee_estate(host)
-        await User.filter(id__in=[cashier.id, manager.id]).update(locale="zh_CN")  # the Chinese UI
-    return {"project": project, "home": homes[0], "cashier": cashier, "manager": manager}
+        project, homes, space, items, cashier, manager = await fee_estate(host, "FEES")
+        await Project.filter(id=project.id).update(name="滨江苑")
+        await User.filter(id=cashier.id).update(locale="zh_CN", display_name="收银 小陈")
+        await User.filter(id=manager.id).update(locale="zh_CN", display_name="财务主管 老吴")
+    return {"home": homes[0].code, "cashier": cashier.username, "manager": manager.username}
 
 
-@pytest.fixture
-async def server_with_worker(settings, plugin_modules, app):
-    """`run.py serve` with its embedded worker: a queued bill run runs in that process."""
-    server = LiveServer(settings, plugin_modules, {"COURTYARD_SERVER_EMBEDDED_WORKER": "true"})
-    try:
-        yield await server.wait()
-    finally:
-        server.stop()
+async def test_bill_run_shows_progress_then_cashier_takes_a_payment_and_prints_the_receipt(desk, new_page):
+    estate = await desk.seed(seed)
+    shots = desk.screenshots
+    base = f"{desk.url}/p/FEES/fees/"
 
-
-async def test_bill_run_shows_progress_then_cashier_takes_a_payment_and_prints_the_receipt(
-    estate, server_with_worker, new_page
-):
-    base = server_with_worker.url
-    boss = await new_page()
-    await login(boss, base, estate["manager"].username, PASSWORD)
-    await boss.goto(f"{base}/p/EAST/fees/runs")
-    await boss.locator("input[name=period]").fill("2026-05")
-    await boss.locator("form[action$='/fees/runs'] button[type=submit]").click()
-    row = boss.locator("tr[id^=run-]", has_text="2026-05")
-    await expect(row.locator("[role=progressbar]")).to_be_visible()
+    # The manager bills May; the embedded worker runs it while the page shows its progress.
+    boss = await new_page(estate["manager"])
+    await boss.goto(base + "runs")
+    await boss.get_by_role("textbox", name="账期").fill("2026-05")
+    await boss.get_by_role("button", name="开始出账").click()
+    row = boss.locator("tr", has_text="2026-05")
+    await expect(row.get_by_role("progressbar")).to_be_visible()
     # The row polls the run while it is queued/running, until the worker has billed every unit.
-    await expect(row.locator(".badge-done")).to_be_visible(timeout=30_000)
-    await expect(row.locator(".progress-label")).to_contain_text("6 / 6 · 100%")
-    await expect(row.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", "6")
-    await screenshot(boss, "bill-run")
+    await expect(row).to_contain_text("已完成", timeout=30_000)
+    await expect(row).to_contain_text("6 / 6 · 100%")
+    await expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "6")
+    await assert_fits(boss)
+    await screenshot(boss, "bill-run", shots)
 
-    desk = await new_page()
-    await login(desk, base, estate["cashier"].username, PASSWORD)
-    await desk.goto(f"{base}/p/EAST/fees/units/{estate['home'].id}")
-    await expect(desk.locator("main")).to_contain_text("¥217.98")
-    payment = desk.locator("form[action$='/payments']")
-    await payment.locator("input[name=amount]").fill("100.00")
-    await payment.locator("select[name=method]").select_option("cash")
-    await payment.locator("button[type=submit]").click()
-    await expect(desk).to_have_url(f"{base}/p/EAST/fees/payments/1")
-    await expect(desk.locator("main")).to_contain_text("R00000001")
-    await expect(desk.locator("main")).to_contain_text("¥100.00")
-    current = desk.locator(".sidebar a.nav-link.active")  # only the receipts entry is highlighted
+    # The cashier opens the home's account by its code and takes ¥100 in cash.
+    desk_page = await new_page(estate["cashier"])
+    await desk_page.goto(base)
+    await desk_page.get_by_role("textbox", name="房号").fill(estate["home"])
+    await desk_page.get_by_role("button", name="打开房屋账户").click()
+    await expect(desk_page.locator("main")).to_contain_text("2026-05 · ¥217.98")  # May's bill, open
+    await assert_fits(desk_page)
+    await screenshot(desk_page, "unit-account", shots)
+    payment = desk_page.locator("form", has=desk_page.get_by_role("button", name="收款并打印收据"))
+    await payment.get_by_role("textbox", name="金额（元）").fill("100.00")
+    await payment.get_by_role("combobox", name="付款方式").select_option(label="现金")
+    await payment.get_by_role("button", name="收款并打印收据").click()
+
+    # The receipt: numbered, the amount, printable.
+    await expect(desk_page).to_have_url(re.compile(r"/p/FEES/fees/payments/\d+$"))
+    receipt = desk_page.locator("main")
+    await expect(receipt).to_contain_text(re.compile(r"收据号\s*R\d{8}"))
+    await expect(receipt).to_contain_text("¥100.00")
+    await expect(receipt).to_contain_text(estate["home"])
+    number = re.search(r"R\d{8}", await receipt.inner_text()).group(0)
+    current = desk_page.locator(".sidebar a.nav-link.active")  # only the receipts entry is highlighted
     await expect(current).to_have_count(1)
-    await expect(current).to_have_attribute("href", "/p/EAST/fees/payments")
-    await screenshot(desk, "receipt")
-    await desk.goto(f"{base}/p/EAST/fees/units/{estate['home'].id}")
-    await expect(desk.locator("main")).to_contain_text("¥117.98")  # what is still owed
+    await expect(current).to_contain_text("收据")
+    await assert_fits(desk_page)
+    await screenshot(desk_page, "receipt", shots)
+    await desk_page.evaluate("window.print = () => { document.body.dataset.printed = 'yes'; }")  # no print dialog here
+    await desk_page.get_by_role("button", name="打印收据").click()
+    await expect(desk_page.locator("body")).to_have_attribute("data-printed", "yes")
+    await desk_page.emulate_media(media="print")  # on paper: the receipt without the app around it
+    await expect(desk_page.locator(".sidebar")).to_be_hidden()
+    await expect(desk_page.get_by_role("button", name="打印收据")).to_be_hidden()
+    await expect(receipt).to_contain_text(number)
+    await desk_page.emulate_media(media="screen")
+
+    # What is still owed, and the receipt in the day's list.
+    await desk_page.get_by_role("link", name="返回房屋账户").click()
+    await expect(desk_page.locator("main")).to_contain_text("2026-05 · ¥117.98")  # what May's bill still asks
+    await desk_page.goto(base + "payments")
+    await expect(desk_page.locator("main").get_by_role("link", name=number)).to_be_visible()
+    await assert_fits(desk_page)

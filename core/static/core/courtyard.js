@@ -9,6 +9,7 @@
  *  - toasts: `showToast` events (HX-Trigger) and server-rendered .toast elements
  *  - charts: <canvas data-chart='{"type":..,"labels":[..],"datasets":[..]}'>
  *  - <form data-confirm="..."> (and submit buttons with data-confirm)
+ *  - <select data-navigate>: choosing an option opens the URL in its value
  *  - sidebar drawer toggle, <details class="dropdown"> closing
  *  - global search dropdown (Escape, click outside, "/" shortcut, arrow keys,
  *    no requests while a Chinese IME is still composing)
@@ -389,6 +390,12 @@
       var pop = closest(close, ".screen-pop");
       if (pop && pop.parentNode) pop.parentNode.removeChild(pop);
     }
+  });
+
+  // <select data-navigate>: each option's value is a URL to go to (e.g. the same page in another estate).
+  doc.addEventListener("change", function (evt) {
+    var select = closest(evt.target, "select[data-navigate]");
+    if (select && select.value) window.location.assign(select.value);
   });
 
   /* ------------------------------------------------------- Global search */

@@ -11,8 +11,8 @@ from pathlib import Path
 from starlette.responses import PlainTextResponse
 
 from core.api import (
-    HOOK_API_VERSION, CallEvent, CustomerSection, DashboardTile, JobSpec, Manifest, NavItem, Permission,
-    SearchResult, hookimpl, route,
+    HOOK_API_VERSION, ApiModel, CallEvent, CustomerSection, DashboardTile, EventSpec, JobSpec, Manifest, NavItem,
+    Permission, SearchResult, api_route, hookimpl, route,
 )
 
 MANIFEST = Manifest(name="everything", label="Everything", version="1.0", hook_api=HOOK_API_VERSION)
@@ -107,6 +107,26 @@ def register_static_dirs():
 def register_call_adapters():
     _called("register_call_adapters")
     return [EchoAdapter()]
+
+
+class Pong(ApiModel):
+    project: str
+
+
+async def api_ping(call):
+    return {"project": call.project.code}
+
+
+@hookimpl
+def register_api_routes():
+    _called("register_api_routes")
+    return [api_route("GET", "/ping", api_ping, scope="everything:read", response=Pong, summary="Ping")]
+
+
+@hookimpl
+def register_events():
+    _called("register_events")
+    return [EventSpec("everything.happened", "Something happened")]
 
 
 @hookimpl
