@@ -19,6 +19,7 @@ from tortoise.exceptions import ValidationError
 from core import db, i18n
 from core import settings as settings_module
 from core.csrf_multipart import MultipartCsrfToken
+from core.directory import Directory
 from core.plugins import PluginHost, use_host
 from core.scope import OutOfScope
 from core.templating import THEMES_DIR, Templates, list_themes
@@ -320,6 +321,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.host = host
+    app.state.directory = Directory()
     app.state.templates = templates
 
     def skip_csrf(scope: dict[str, Any]) -> bool:

@@ -18,11 +18,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from tortoise import fields
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import F, RawSQL
 from tortoise.models import Model
 
 from core import clock
 from core.db import long_write_in_progress
+from core.directory import STAMP_SQL, Directory
 from core.models import Membership, Project, Role, User
 
 SESSION_COOKIE = "courtyard_session"
@@ -92,7 +93,11 @@ async def load_session(token: str | None, idle: timedelta, absolute: timedelta) 
     """The live session for a cookie token, or None (expired sessions are deleted)."""
     if not token:
         return None
-    session = await Session.get_or_none(token_hash=_digest(token)).select_related("user")
+    # The access stamp comes along: it tells whether this process's directory is still current.
+    session = await (
+        Session.filter(token_hash=_digest(token)).select_related("user")
+        .annotate(access_stamp=RawSQL(STAMP_SQL)).first()
+    )
     if session is None:
         return None
     at = now()
@@ -116,6 +121,7 @@ class Principal:
     head_office: set[str] = field(default_factory=set)  # permissions in every project
     per_project: dict[int, set[str]] = field(default_factory=dict)
     roles: dict[int | None, list[str]] = field(default_factory=dict)  # project id (None: all) -> role codes
+    directory: Directory = field(default_factory=Directory, repr=False)
 
     @property
     def id(self) -> int:
@@ -145,24 +151,22 @@ class Principal:
 
     async def project_ids(self) -> list[int]:
         if self.is_head_office:
-            from core.scope import unscoped
-
-            # Asked while the guard's scope is still empty: head office belongs to every estate.
-            with unscoped():
-                return [pid for pid in await Project.filter(is_active=True).values_list("id", flat=True)]
+            # Head office belongs to every active estate.
+            return await self.directory.active_project_ids()
         return sorted(self.per_project)
 
 
-async def load_principal(user: User) -> Principal:
-    principal = Principal(user)
-    memberships = await Membership.filter(user_id=user.id).select_related("role")
-    for membership in memberships:
-        perms = set(membership.role.permissions or [])
-        principal.roles.setdefault(membership.project_id, []).append(membership.role.code)
-        if membership.project_id is None:
-            principal.head_office |= perms
-        else:
-            principal.per_project.setdefault(membership.project_id, set()).update(perms)
+async def load_principal(user: User, directory: Directory | None = None) -> Principal:
+    """The user's permissions, from `directory` when the request has one (else straight from the database)."""
+    directory = directory or Directory()
+    grants = await directory.grants(user.id)
+    principal = Principal(
+        user,
+        head_office=set(grants.head_office),
+        per_project={pid: set(perms) for pid, perms in grants.per_project.items()},
+        roles={pid: list(codes) for pid, codes in grants.roles.items()},
+    )
+    principal.directory = directory
     return principal
 
 

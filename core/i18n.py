@@ -388,8 +388,8 @@ def format_datetime(value: datetime | None, tz: str, fmt: str = "short") -> str:
         return ""
     local = localtime(value, tz)
     if fmt == "short":
-        pattern = "yyyy-MM-dd HH:mm"
-        return dates.format_datetime(local, pattern, locale=_babel_locale())
+        # Digits only, the same in every language we ship: strftime is many times faster than babel.
+        return local.strftime("%Y-%m-%d %H:%M")
     return dates.format_datetime(local, fmt, locale=_babel_locale())
 
 

@@ -71,8 +71,8 @@ def _call(func: Callable, takes_request: bool, row: Any, request: Request) -> An
     return func(row, request) if takes_request else func(row)
 
 
-def _attr_path(obj: Any, path: str) -> Any:
-    for part in path.split("."):
+def _attr_path(obj: Any, path: str | tuple[str, ...]) -> Any:
+    for part in path.split(".") if isinstance(path, str) else path:
         if obj is None:
             return None
         obj = getattr(obj, part, None)
@@ -114,6 +114,9 @@ class Column:
             raise ValueError(f"column {self.key}: a choice column needs `choices`")
         self.field = self.field or self.key
         self.css = ("num" if self.numeric else "") + (" wrap" if self.wrap else "")  # the cells' class
+        self._path = tuple(self.field.split("."))
+        self._choice_texts: dict[str, dict[Any, str]] = {}
+        self._td = f'<td class="{escape(self.css)}">'
         self._value_request = bool(self.value) and _accepts_request(self.value)
         self._link_request = bool(self.link) and _accepts_request(self.link)
 
@@ -130,7 +133,7 @@ class Column:
     def raw(self, row: Any, request: Request) -> Any:
         if self.value is not None:
             return _call(self.value, self._value_request, row, request)
-        return _attr_path(row, self.field)
+        return _attr_path(row, self._path)
 
     def url(self, row: Any, request: Request) -> str | None:
         return _call(self.link, self._link_request, row, request) if self.link else None
@@ -148,7 +151,11 @@ class Column:
         if self.format == "date":
             return i18n.format_date(raw, tz)
         if self.format == "choice":
-            return str(self.choices.get(raw, raw))
+            # Labels are lazy translations: resolved once per language, not once per cell.
+            texts = self._choice_texts.get(locale := i18n.get_locale())
+            if texts is None:
+                texts = self._choice_texts[locale] = {key: str(label) for key, label in self.choices.items()}
+            return texts[raw] if raw in texts else str(raw)
         if self.format == "boolean":
             return gettext("Yes") if raw else gettext("No")
         if isinstance(raw, (list, tuple, set)):
@@ -319,17 +326,23 @@ class Cell:
 
     @property
     def html(self) -> Markup:
-        """The cell's content as shown (a link when it has a URL), built here rather than in the
-        template: a page has hundreds of cells, and each template lookup costs more than this."""
-        if self.url and self.text:
-            return Markup('<a href="%s">%s</a>') % (self.url, self.text)
-        return escape(self.text)
+        """The cell's content as shown (a link when it has a URL)."""
+        return Markup(_cell_html(self.text, self.url))
+
+
+def _cell_html(text: str, url: str | None) -> str:
+    # Built here rather than in the template: a page has hundreds of cells, and each
+    # template lookup, or Markup's %-formatting, costs more than these concatenations.
+    if url and text:
+        return f'<a href="{escape(url)}">{escape(text)}</a>'
+    return f"{escape(text)}"  # a plain str: adding str to Markup would escape the str
 
 
 @dataclasses.dataclass
 class Row:
     obj: Any
     cells: list[Cell]
+    html: Markup | None = None  # every <td> of the row, when no column renders a template
 
 
 @dataclasses.dataclass
@@ -502,6 +515,10 @@ class ListView:
     def searchable(self) -> bool:
         return bool(self.search or self.search_q)
 
+    @property
+    def _templated(self) -> bool:
+        return any(column.template for column in self.columns)
+
     def base_query(self, request: Request) -> QuerySet:
         return self.query(request) if self.query else self.model.all()
 
@@ -553,7 +570,12 @@ class ListView:
         for column in self.columns:
             raw = column.raw(obj, request)
             cells.append(Cell(column, raw, column.text(raw, tz), column.url(obj, request)))
-        return Row(obj, cells)
+        row = Row(obj, cells)
+        if not self._templated:
+            row.html = Markup("".join(
+                cell.column._td + _cell_html(cell.text, cell.url) + "</td>" for cell in cells
+            ))
+        return row
 
     async def page(self, request: Request) -> ListPage:
         """One page of the list for this request."""

@@ -93,6 +93,20 @@ class Project(Model):
         return self.name
 
 
+class AccessStamp(Model):
+    """One row whose `value` moves with every change to estates, modules, roles or memberships.
+
+    Database triggers move it (migration core 0008), so every writer counts; app
+    processes compare it to decide whether their `core.directory` is current.
+    """
+
+    id = fields.IntField(primary_key=True)
+    value = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "core_access_stamp"
+
+
 class ProjectModule(Model):
     """Which modules an estate has enabled. Read per request, so changes apply at once."""
 

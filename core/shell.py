@@ -13,7 +13,6 @@ from core.auth import Principal, sync_roles
 from core.kit import DashboardTile, NavItem
 from core.models import Project, ProjectModule
 from core.plugins import PluginHost
-from core.scope import unscoped
 
 log = logging.getLogger("courtyard.shell")
 
@@ -34,11 +33,11 @@ def all_permissions(host: PluginHost) -> list:
 
 
 async def projects_for(principal: Principal) -> list[Project]:
-    with unscoped():
-        query = Project.filter(is_active=True)
-        if not principal.is_head_office:
-            query = query.filter(id__in=list(principal.per_project))
-        return await query.order_by("code")
+    """The active estates the user works in, ordered by code."""
+    projects = await principal.directory.active_projects()
+    if principal.is_head_office:
+        return projects
+    return [p for p in projects if p.id in principal.per_project]
 
 
 @dataclass

@@ -29,8 +29,9 @@ from starlette.routing import Route
 from tortoise.exceptions import DoesNotExist
 
 from core import auth, i18n
-from core.models import Project, ProjectModule
-from core.scope import NOTHING, OutOfScope, Scope, set_scope, unscoped, use_scope
+from core.directory import Directory
+from core.models import Project
+from core.scope import NOTHING, OutOfScope, Scope, set_scope, use_scope
 
 log = logging.getLogger("courtyard.web")
 
@@ -115,10 +116,10 @@ def ctx(request: Request) -> RequestContext:
     return context
 
 
-async def enabled_modules(project: Project, host) -> set[str]:
-    rows = await ProjectModule.filter(project_id=project.id, enabled=True).values_list("module", flat=True)
-    always = {p.name for p in host.plugins if not p.manifest.per_project}
-    return set(rows) | always
+async def enabled_modules(project: Project, host, directory: Directory | None = None) -> set[str]:
+    """The modules on for the estate: its own switches, and every module that is not per-estate."""
+    rows = await (directory or Directory()).modules(project.id)
+    return rows | {p.name for p in host.plugins if not p.manifest.per_project}
 
 
 def _settings(request: Request):
@@ -140,7 +141,9 @@ async def identify(request: Request) -> RequestContext:
     )
     if session is not None:
         context.session = session
-        context.principal = await auth.load_principal(session.user)
+        directory: Directory = request.app.state.directory
+        directory.check(session.access_stamp)
+        context.principal = await auth.load_principal(session.user, directory)
         i18n.set_locale(session.user.locale)
     else:
         i18n.set_locale(request.cookies.get("courtyard_locale", settings["i18n"]["default_locale"]))
@@ -178,12 +181,11 @@ async def _guard(request: Request, endpoint: View, info: RouteInfo) -> Response:
         code = request.path_params.get("project") or ""
         if len(code) > Project._meta.fields_map["code"].max_length:  # longer than any code: no such estate
             raise HTTPException(404)
-        with unscoped():
-            project = await Project.get_or_none(code=code, is_active=True)
+        project = await principal.directory.project(code)
         if project is None or not principal.member_of(project.id):
             raise HTTPException(404)
         context.project = project
-        context.modules = await enabled_modules(project, host)
+        context.modules = await enabled_modules(project, host, principal.directory)
         if info.plugin not in context.modules:
             raise HTTPException(404)
         context.project_ids = [project.id]

@@ -68,3 +68,39 @@ async def test_module_toggle_applies_in_another_process_without_restart(client, 
         assert (await other.get("/p/EAST/hello/")).status_code == 200
     finally:
         await other.aclose()
+
+
+async def test_access_changed_outside_the_app_holds_from_the_next_request(client, estates):
+    """Estates, modules and roles are kept per process; any write to them, by whatever means, ends that."""
+    from tortoise import connections
+
+    from core.models import Membership, Project, Role
+    from core.scope import unscoped
+
+    east, _west = estates
+    await client.login("east_agent")
+    assert (await client.get("/p/EAST/hello/")).status_code == 200
+    assert (await client.get("/p/EAST/hello/")).status_code == 200  # now served from what the process keeps
+
+    # A permission taken from the role (say by an SQL script of the IT department): 403 at once.
+    agent = await Role.get(code="agent")
+    kept = list(agent.permissions)
+    await connections.get("default").execute_query(
+        "UPDATE core_role SET permissions = '[]' WHERE id = " + str(agent.id)
+    )
+    assert (await client.get("/p/EAST/hello/")).status_code == 403
+    await Role.filter(id=agent.id).update(permissions=kept)
+    assert (await client.get("/p/EAST/hello/")).status_code == 200
+
+    # The membership removed: the estate is gone for the user.
+    with unscoped():
+        membership = await Membership.get(user__username="east_agent", project_id=east.id)
+        await Membership.filter(id=membership.id).delete()
+    assert (await client.get("/p/EAST/hello/")).status_code == 404
+    await Membership.create(user_id=membership.user_id, project_id=east.id, role_id=membership.role_id)
+    assert (await client.get("/p/EAST/hello/")).status_code == 200
+
+    # The estate closed: 404, and gone from the estate list.
+    with unscoped():
+        await Project.filter(id=east.id).update(is_active=False)
+    assert (await client.get("/p/EAST/")).status_code == 404
