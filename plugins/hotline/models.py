@@ -155,7 +155,7 @@ class WorkOrder(ProjectScopedModel, ChangeTracked):
         ordering = ["-id"]
         # The work-order list (an estate's orders, by state, newest first) reads 50 rows, not the estate's
         # every order; a customer's orders (360 page, screen pop) are found without reading the table.
-        indexes = (("project_id", "status", "received_at"), ("project_id", "received_at"), ("customer_id",))
+        indexes = (("project_id", "status", "received_at"), ("project_id", "received_at"), ("customer_id",), ("unit_id",))
 
     def __str__(self) -> str:
         return self.number
@@ -181,6 +181,9 @@ class Assignment(ProjectScopedModel):
     class Meta:
         table = "hotline_assignment"
         ordering = ["id"]
+        # An order's assignments (its page), an assignee's open work (their queue): PostgreSQL
+        # does not index foreign keys by itself.
+        indexes = (("order_id",), ("assignee_id", "done_at"))
 
 
 class Material(ProjectScopedModel):
@@ -250,3 +253,5 @@ class CallbackTask(ProjectScopedModel):
     class Meta:
         table = "hotline_callback_task"
         ordering = ["due_at", "id"]
+        # An order's or a customer's callbacks (order page, 360), an agent's queue.
+        indexes = (("order_id",), ("customer_id",), ("assignee_id", "status"))
