@@ -280,13 +280,15 @@ def domain_event(event: Any) -> Any:
       row of the activity), ``host_activity_id`` (the row holding the shared
       seats; equal to ``activity_id`` unless the activity is hosted by another
       estate), ``customer_id``, ``family_count``, ``seats`` (1 + family),
-      ``source`` ("staff" or "link": the invitation email), ``promoted`` (True
+      ``source`` ("staff", "link": the invitation email, or "api": the
+      JSON API, e.g. the owners' mini-program), ``promoted`` (True
       when moved up from the waitlist), ``confirmed_at`` (ISO 8601, UTC).
     * ``activities.registration_cancelled``: a sign-up (seat or waitlist
       place) ended: the same keys as above except ``promoted`` and
       ``confirmed_at``, plus ``previous_status`` ("confirmed" or
       "waitlisted"), ``cancelled_by`` ("staff", "owner" from the ticket link,
-      or "activity_cancelled" when the whole activity was cancelled),
+      "api" through the JSON API, or "activity_cancelled" when the whole
+      activity was cancelled),
       ``cancelled_at`` (ISO 8601, UTC).
     * ``fees.bill_issued``: one per bill a bill run creates, sent in the
       run's batches (up to 2,000 units each, through ``core.api.emit_many``)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, parseaddr
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -194,7 +195,9 @@ async def queue_email(
     settings = current()
     now = clock.now()
     message = await OutboxMessage.create(
-        message_id=make_msgid(domain=_domain(settings)),
+        # Not email.utils.make_msgid: its random part comes from the shared `random` module, which other
+        # code may seed (tests, libraries), so two messages queued in the same 1/100 s got the same id.
+        message_id=f"<{secrets.token_hex(16)}@{_domain(settings)}>",
         project_id=project_id,
         recipient=to.strip(),
         subject=rendered.subject[:500],

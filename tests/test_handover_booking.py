@@ -91,6 +91,9 @@ async def test_moving_and_cancelling_free_the_seat(make_client, estate):
     # Cancelling twice is refused.
     response = await agent.form(f"/p/EAST/handover/appointments/{moved.id}/cancel", {})
     assert response.status_code == 422
+    # Moving it from a page left open: the move form is gone, so the alert at the top says why.
+    response = await agent.form(f"/p/EAST/handover/appointments/{moved.id}/move", {})
+    assert response.status_code == 422 and 'id="handover-error"' in response.text
 
 
 async def test_check_in_only_on_the_day(make_client, estate, clock):

@@ -137,6 +137,9 @@ async def test_intake_dispatch_done_callback_satisfied_closes_the_loop(make_clie
     closing = await agent.form(f"/p/EAST/hotline/callbacks/{task.id}",
                                {"outcome": "satisfied", "comment": "业主确认已修好", "close": "1"})
     assert closing.status_code == 303
+    # Sent again from a page left open (no outcome chosen): the form is gone, the alert says it is recorded.
+    again = await agent.form(f"/p/EAST/hotline/callbacks/{task.id}", {"outcome": ""})
+    assert again.status_code == 422 and translated("This callback has already been recorded.") in again.text
     order = await the_order()
     assert order.status == Status.CLOSED and order.closed_at is not None
     page = await agent.get(f"/p/EAST/hotline/orders/{order.id}")

@@ -100,6 +100,20 @@ async def test_a_rolled_back_transaction_queues_no_email(people):
     assert await OutboxMessage.all().count() == 1
 
 
+async def test_message_ids_stay_unique_when_someone_seeds_the_random_module(people, monkeypatch):
+    # Hypothesis, for one, reseeds `random` before every example: queued in the same 1/100 s, two
+    # messages had the same Message-ID and the second one's request answered 500.
+    import random
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 1_795_000_000.0)
+    messages = []
+    for _ in range(3):
+        random.seed(0)
+        messages += await queue(1)
+    assert len({m.message_id for m in messages}) == 3
+
+
 async def test_email_is_rendered_in_the_recipients_language_with_text_and_html(people, smtp):
     chinese = await queue_email(
         to="张三 <zhang@example.com>", template="chores/reminder", context={"name": "<b>张三</b>"}, locale="zh_CN",

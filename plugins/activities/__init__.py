@@ -28,6 +28,10 @@ their language. Details: `models.py`, `sharing.py`, `registration.py`.
 Domain events: `activities.registration_confirmed`,
 `activities.registration_cancelled`, `activities.return_visit_recorded`
 (data documented in `domain_event`, core/hookspecs.py).
+
+JSON API (`api.py`, scopes `activities:read` / `activities:write`): the
+owners' WeChat mini-program lists activities with their seats and waitlist,
+registers owners and cancels sign-ups through the same rules as staff.
 """
 
 from __future__ import annotations
@@ -59,6 +63,13 @@ def register_permissions():
         Permission("activities.checkin", _("Check participants in at an activity"), ("admin", "manager", "agent", "staff")),
         Permission("activities.visit", _("Make return-visit calls"), ("admin", "manager", "agent")),
     ]
+
+
+@hookimpl
+def register_api_routes():
+    from plugins.activities import api
+
+    return api.routes()
 
 
 @hookimpl

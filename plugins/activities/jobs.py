@@ -46,7 +46,9 @@ async def reminder_job(ctx) -> None:
         for registration in rows:
             if not registration.customer.email:
                 continue
-            if not await Registration.filter(id=registration.id, reminded_at__isnull=True).update(reminded_at=ctx.now()):
+            if not await Registration.filter(id=registration.id, reminded_at__isnull=True).update(
+                reminded_at=ctx.now(), updated_at=ctx.now()
+            ):
                 continue
             url = tokens.ticket_url(registration, activity)
             if await _send(registration, registration.customer, activity, ctx.project, "reminder", {"ticket_url": url}):
@@ -69,7 +71,9 @@ async def feedback_job(ctx) -> None:
         for registration in rows:
             if not registration.customer.email:
                 continue
-            if not await Registration.filter(id=registration.id, feedback_sent_at__isnull=True).update(feedback_sent_at=now):
+            if not await Registration.filter(id=registration.id, feedback_sent_at__isnull=True).update(
+                feedback_sent_at=now, updated_at=now
+            ):
                 continue
             extra = {"feedback_url": tokens.feedback_url(registration)}
             if await _send(registration, registration.customer, activity, ctx.project, "feedback", extra):

@@ -19,13 +19,18 @@ row. Seats are shared: they are taken on the host's row only (the "pool",
 `pool_id`) with the same conditional UPDATE, then mirrored onto the invited
 rows, so the last seat goes to exactly one person whichever estate they
 belong to, and the waitlist is one queue across the estates.
+
+Activities and registrations are synced by integrations (`ChangeTracked`,
+the JSON API's `updated_since`): every `QuerySet.update()` on them sets
+`updated_at` as well, and a change of the waitlist touches the activity's
+rows, whose waitlist length changes with it.
 """
 
 from __future__ import annotations
 
 from tortoise import fields
 
-from core.api import ProjectScopedModel, lazy_gettext as _
+from core.api import ChangeTracked, ProjectScopedModel, lazy_gettext as _
 
 
 # Club ------------------------------------------------------------------------
@@ -102,8 +107,8 @@ class ActivityStatus:
     CHOICES = {DRAFT: _("Draft"), PUBLISHED: _("Open for registration"), CANCELLED: _("Cancelled")}
 
 
-class Activity(ProjectScopedModel):
-    """A community event, owners' gathering or open day with a limited number of seats."""
+class Activity(ProjectScopedModel, ChangeTracked):
+    """A community event, owners' gathering or open day with a limited number of seats (`updated_at`: API syncs)."""
 
     id = fields.IntField(primary_key=True)
     title = fields.CharField(max_length=120)
@@ -162,11 +167,12 @@ class RegistrationStatus:
 class RegistrationChannel:
     STAFF = "staff"
     LINK = "link"
-    CHOICES = {STAFF: _("By staff"), LINK: _("Invitation link")}
+    API = "api"  # another system through the JSON API, e.g. the owners' WeChat mini-program
+    CHOICES = {STAFF: _("By staff"), LINK: _("Invitation link"), API: _("Mini-program or other system")}
 
 
-class Registration(ProjectScopedModel):
-    """One person's sign-up for an activity, with family members, check-in and feedback."""
+class Registration(ProjectScopedModel, ChangeTracked):
+    """One person's sign-up for an activity, with family members, check-in and feedback (`updated_at`: API syncs)."""
 
     id = fields.IntField(primary_key=True)
     activity = fields.ForeignKeyField("activities.Activity", related_name="registrations", on_delete=fields.RESTRICT)

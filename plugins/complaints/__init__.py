@@ -69,6 +69,13 @@ def register_events():
 
 
 @hookimpl
+def register_api_routes():
+    from plugins.complaints import api
+
+    return api.routes()
+
+
+@hookimpl
 def register_routes():
     from plugins.complaints.views import project_routes
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tortoise import fields
 
-from core.api import ProjectScopedModel, lazy_gettext as _
+from core.api import ChangeTracked, ProjectScopedModel, lazy_gettext as _
 
 
 class Classification:
@@ -200,7 +200,7 @@ class Category(ProjectScopedModel):
         return self.name
 
 
-class Case(ProjectScopedModel):
+class Case(ProjectScopedModel, ChangeTracked):
     """A complaint case (投诉单), from receipt to the summary at closing."""
 
     view_permission = "complaints.view"

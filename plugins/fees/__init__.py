@@ -75,6 +75,13 @@ def register_routes():
 
 
 @hookimpl
+def register_api_routes():
+    from plugins.fees import api
+
+    return api.routes()
+
+
+@hookimpl
 def navigation(request, project):
     base = f"/p/{project.code}/fees/"
     return [

@@ -526,15 +526,15 @@ async def _insert_postgres(client, project_id, period, due, now, bills: list[New
         async with client.acquire_connection() as conn:
             rows = await conn.fetch(
                 """INSERT INTO fees_bill (project_id, number, unit_id, customer_id, customer_relation, period,
-                       due_date, total, paid, status, void_reason, issued_at)
+                       due_date, total, paid, status, void_reason, issued_at, updated_at)
                    SELECT $1, b.number, b.unit_id, b.customer_id, b.relation, $2, $3, b.total, 0,
-                          CASE WHEN b.total > 0 THEN $4 ELSE $5 END, '', $6
+                          CASE WHEN b.total > 0 THEN $4 ELSE $5 END, '', $6, $12
                    FROM unnest($7::varchar[], $8::int[], $9::int[], $10::varchar[], $11::numeric[])
                         AS b(number, unit_id, customer_id, relation, total)
                    RETURNING id, unit_id""",
                 project_id, period, due, BillStatus.OPEN, BillStatus.PAID, now,
                 [b.number for b in bills], [b.unit_id for b in bills], [b.customer_id for b in bills],
-                [b.relation for b in bills], [b.total for b in bills],
+                [b.relation for b in bills], [b.total for b in bills], utcnow(),
             )
             ids = {row["unit_id"]: row["id"] for row in rows}
             await conn.copy_records_to_table(
@@ -547,10 +547,11 @@ async def _insert_postgres(client, project_id, period, due, now, bills: list[New
 
 async def _insert_orm(client, project_id, period, due, now, bills: list[NewBill]) -> dict[int, int]:
     """The portable way (SQLite): bulk INSERTs through the ORM, then the new bills' ids by unit."""
+    changed = utcnow()  # `updated_at` of the chunk's bills (API syncs): when written, not when the run began
     await Bill.bulk_create([
         Bill(project_id=project_id, number=b.number, unit_id=b.unit_id, customer_id=b.customer_id,
              customer_relation=b.relation, period=period, due_date=due, total=b.total, status=_status(b.total),
-             issued_at=now)
+             issued_at=now, updated_at=changed)
         for b in bills
     ], using_db=client)
     ids = dict(await Bill.filter(unit_id__in=[b.unit_id for b in bills], period=period).using_db(client).values_list(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from tortoise import fields
 
-from core.api import ProjectScopedModel, lazy_gettext as _
+from core.api import ChangeTracked, ProjectScopedModel, lazy_gettext as _
 
 
 class Basis:
@@ -212,8 +212,13 @@ class BillStatus:
     CHOICES = {OPEN: _("Open"), PAID: _("Paid"), VOID: _("Void")}
 
 
-class Bill(ProjectScopedModel):
-    """One unit's bill for one month: one per unit and period, enforced by the database."""
+class Bill(ProjectScopedModel, ChangeTracked):
+    """One unit's bill for one month: one per unit and period, enforced by the database (`updated_at`: API syncs).
+
+    `paid` and `status` change through `QuerySet.update()` (payments.refresh_bills,
+    void_bill) and bills are inserted in bulk by the bill run: those paths set
+    `updated_at` themselves.
+    """
 
     view_permission = "fees.view"
 
@@ -285,8 +290,11 @@ class PaymentKind:
     CHOICES = {PAYMENT: _("Payment"), REVERSAL: _("Reversal")}
 
 
-class Payment(ProjectScopedModel):
+class Payment(ProjectScopedModel, ChangeTracked):
     """Money received for a unit's account, with its receipt number. Never edited once posted.
+
+    Its `updated_at` (API syncs) still moves when it is reversed or when its
+    credit is allocated to later bills: what the API shows of it changed.
 
     A reversal is a Payment of kind "reversal" with the negative amount of the
     payment it `reverses`, and both stay. What a payment has not allocated to bills

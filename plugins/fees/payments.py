@@ -57,7 +57,7 @@ async def refresh_bills(bill_ids: Iterable[int]) -> None:
         if status != BillStatus.VOID:
             status = BillStatus.PAID if amount >= bill.total else BillStatus.OPEN
         if (bill.paid, bill.status) != (amount, status):
-            await Bill.filter(id=bill.id).update(paid=amount, status=status)
+            await Bill.filter(id=bill.id).update(paid=amount, status=status, updated_at=utcnow())
 
 
 async def _reversed_ids(unit_ids: list[int]) -> set[int]:
@@ -150,13 +150,17 @@ async def apply_credit(first: int, last: int, *, now: datetime | None = None) ->
     bills_by_unit: dict[int, list[Bill]] = defaultdict(list)
     for bill in await _open_bills(units):
         bills_by_unit[bill.unit_id].append(bill)
-    touched = []
+    touched, spending = [], []
     for payment, left in await _remaining_by_payment(units):
         bills = bills_by_unit.get(payment.unit_id)
         if bills:
             _left, ids = await _allocate(payment, left, bills, now)
             touched.extend(ids)
+            if ids:
+                spending.append(payment.id)
     await refresh_bills(touched)
+    if spending:  # their allocations changed: API syncs (updated_since) must see them again
+        await Payment.filter(id__in=spending).update(updated_at=utcnow())
     spent = set(hinted) - set(await unit_credit(units))
     if spent:
         await CreditHint.filter(unit_id__in=sorted(spent)).delete()
@@ -276,6 +280,7 @@ async def reverse_payment(payment: Payment, reason: str, *, approver_id: int, no
                     author=approver_id, data={"payment": original.id, "reversal": reversal.id},
                 )
             await refresh_bills(net)
+            await Payment.filter(id=original.id).update(updated_at=utcnow())  # now reversed, for API syncs
             unit = await Unit.get(id=original.unit_id)
             await emit("fees.payment_reversed", original.project_id, approver_id,
                        **await _event_data(reversal, unit), reverses_id=original.id,
@@ -307,7 +312,7 @@ async def void_bill(bill: Bill, reason: str, *, approver_id: int) -> Bill:
             raise InputError({"reason": _("This bill is already void.")})
         if bill.paid != 0:
             raise InputError({"reason": _("Money is allocated to this bill; reverse those payments first.")})
-        await Bill.filter(id=bill.id).update(status=BillStatus.VOID, void_reason=reason[:255])
+        await Bill.filter(id=bill.id).update(status=BillStatus.VOID, void_reason=reason[:255], updated_at=utcnow())
         await timeline.post(bill, "status", _("Bill voided. Reason: %(reason)s", reason=reason), author=approver_id,
                             data={"from": bill.status, "to": BillStatus.VOID})
         await bill.refresh_from_db()

@@ -113,6 +113,46 @@ async def statement(unit: Unit, tz: str) -> tuple[list[StatementLine], Decimal]:
     return lines, balance
 
 
+# A unit's or customer's account at a glance ------------------------------------------
+
+
+def open_totals(open_bills, today: date) -> tuple[Decimal, Decimal]:
+    """(outstanding, overdue) of open bills: the sum of their balances, and of those past their due date."""
+    outstanding = sum((b.balance for b in open_bills), ZERO)
+    return outstanding, sum((b.balance for b in open_bills if b.due_date < today), ZERO)
+
+
+async def last_payment(**where) -> Payment | None:
+    """The latest payment (not reversal) matching `where`, e.g. `unit_id=...` or `customer_id=...`."""
+    return await Payment.filter(kind=PaymentKind.PAYMENT, **where).order_by("-received_at", "-id").first()
+
+
+@dataclass
+class Account:
+    """A unit's account: what its open bills still owe (and of it, overdue), its credit and last payment."""
+
+    outstanding: Decimal
+    overdue: Decimal
+    open_bills: int
+    credit: Decimal
+    last_payment: Payment | None
+
+    @property
+    def balance(self) -> Decimal:
+        """Owed less credit: the closing balance of the unit's statement (negative: paid in advance)."""
+        return self.outstanding - self.credit
+
+
+async def unit_account(unit_id: int, today: date) -> Account:
+    """The figures of the unit page's account box (and the JSON API's balance); `today` in the estate's zone."""
+    from plugins.fees.payments import unit_credit
+
+    bills = await Bill.filter(unit_id=unit_id, status=BillStatus.OPEN)
+    outstanding, overdue = open_totals(bills, today)
+    credit = (await unit_credit([unit_id])).get(unit_id, ZERO)
+    return Account(outstanding, overdue, len(bills), credit, await last_payment(unit_id=unit_id))
+
+
 # Daily cash summary ------------------------------------------------------------------
 
 

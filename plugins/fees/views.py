@@ -298,7 +298,7 @@ async def _unit_context(request: Request, unit: Unit) -> dict:
     links = await CustomerUnit.filter(unit_id=unit.id).prefetch_related("customer").order_by("relation", "id")
     return {
         "unit": unit, "statement": lines, "balance": balance, "open_bills": open_bills, "credit": credit,
-        "due": sum((b.balance for b in open_bills), ZERO), "links": links, "today": today,
+        "due": reports.open_totals(open_bills, today)[0], "links": links, "today": today,
         "promises": await PromiseToPay.filter(unit_id=unit.id).order_by("-promised_date")[:5],
         "discounts": await Discount.filter(unit_id=unit.id).prefetch_related("item", "approved_by"),
         "items": await FeeItem.filter(project_id=project.id, is_active=True),
@@ -731,13 +731,13 @@ async def dashboard_tiles(request: Request, project) -> list[DashboardTile]:
 async def customer_account(request: Request, customer: Customer) -> dict:
     today = _today(request)
     bills = await Bill.filter(customer_id=customer.id, status=BillStatus.OPEN).prefetch_related("unit")
-    last = await Payment.filter(customer_id=customer.id, kind=PaymentKind.PAYMENT).order_by("-received_at").first()
+    last = await reports.last_payment(customer_id=customer.id)
     unit_ids = sorted({b.unit_id for b in bills} | set(
         await CustomerUnit.filter(customer_id=customer.id).values_list("unit_id", flat=True)))
     units = await Unit.filter(id__in=unit_ids).order_by("code")
+    balance, overdue = reports.open_totals(bills, today)
     return {
-        "balance": sum((b.balance for b in bills), ZERO),
-        "overdue": sum((b.balance for b in bills if b.due_date < today), ZERO),
+        "balance": balance, "overdue": overdue,
         "open_count": len(bills), "last_payment": last, "fee_units": units,
         "fees_base": f"/p/{ctx(request).project.code}/fees/",
     }

@@ -41,6 +41,13 @@ def register_events():
 
 
 @hookimpl
+def register_api_routes():
+    from plugins.handover import api
+
+    return api.routes()
+
+
+@hookimpl
 def register_routes():
     from core.api import route
     from plugins.handover import inspect_views as i, key_views as k, views as v

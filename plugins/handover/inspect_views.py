@@ -230,12 +230,18 @@ async def defect_list(request: Request) -> Response:
     return await defects_list.response(request)
 
 
+# The step the defect's page offers in each state (defect.html shows exactly this form).
+DEFECT_STEPS = {DefectState.OPEN: "repair", DefectState.REPAIRED: "reinspect", DefectState.VERIFIED: "accept"}
+
+
 async def _defect_page(request: Request, defect: Defect, *, form="", values=None, errors=None, status=200):
     await defect.fetch_related("unit", "contractor", "handover", "recorded_by", "item")
+    on_page = {DEFECT_STEPS[defect.state]} if defect.state in DEFECT_STEPS and can(request, "handover.inspect") else set()
     return await render(request, "handover/defect.html", {
         "base": base(request), "defect": defect, "DefectState": DefectState, "Severity": Severity,
         "Responsible": Responsible, "DefectCategory": DefectCategory, "today": today(request),
-        "can_inspect": can(request, "handover.inspect"), "form": form, "values": values or {}, "errors": errors or {},
+        "can_inspect": can(request, "handover.inspect"), "form": form, "values": values or {},
+        "errors": forms.errors_for(errors, form, on_page),
         **await timeline.context(request, defect), **await attachments.context(request, defect),
     }, status_code=status)
 
@@ -254,7 +260,7 @@ async def defect_step(request: Request) -> Response:
         if step == "repair":
             await services.record_repair(defect, by=by, note=forms.text(values, "repair_note", 2000))
         elif step == "reinspect":
-            passed = values.get("result") == "pass"
+            passed = forms.choice(values, "result", ("pass", "fail")) == "pass"
             await services.reinspect(defect, ctx(request).project, by=by, passed=passed,
                                      note=forms.text(values, "reinspect_note", 2000),
                                      deadline=None if passed else forms.day(values, "deadline", required=False))

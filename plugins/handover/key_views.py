@@ -139,12 +139,17 @@ async def key_create(request: Request) -> Response:
     return redirect(request, f"{base(request)}keys/{keyset.id}", gettext("Key set %(tag)s registered.", tag=keyset.tag))
 
 
+# The forms the key set's page offers in each state (key.html shows exactly these).
+KEY_FORMS = {KeyState.IN: {"checkout", "lost"}, KeyState.OUT: {"return", "lost"}, KeyState.LOST: {"rekey"}}
+
+
 async def _key_page(request: Request, keyset: KeySet, *, form: str = "", values=None, errors=None, status=200) -> Response:
     await keyset.fetch_related("unit", "replaces")
     checkouts = await KeyCheckout.filter(keyset_id=keyset.id).prefetch_related("issued_by", "received_by").order_by("-id")
     open_checkout = next((c for c in checkouts if c.open_for is not None), None)
     linked = await CustomerUnit.filter(unit_id=keyset.unit_id, end_date__isnull=True).prefetch_related("customer")
     project = ctx(request).project
+    on_page = KEY_FORMS.get(keyset.state, set()) if can(request, "handover.keys") else set()
     default_due = services.clock().astimezone(ZoneInfo(project.timezone)).replace(second=0, microsecond=0) + timedelta(hours=4)
     return await render(request, "handover/key.html", {
         "base": base(request), "keyset": keyset, "checkouts": checkouts, "open_checkout": open_checkout,
@@ -152,7 +157,8 @@ async def _key_page(request: Request, keyset: KeySet, *, form: str = "", values=
         "staff": [(u.id, str(u)) for u in await _staff(request)],
         "customers": [(link.customer.id, link.customer.name) for link in linked],
         "contractors": [(c.id, c.name) for c in await Contractor.filter(is_active=True)],
-        "can_keys": can(request, "handover.keys"), "form": form, "errors": errors or {},
+        "can_keys": can(request, "handover.keys"), "form": form, "on_page": on_page,
+        "errors": forms.errors_for(errors, form, on_page),
         "values": values or {"due_at": default_due.strftime("%Y-%m-%dT%H:%M"), "sealed": True, "count": keyset.count,
                              "keeper": ctx(request).principal.id, "returned_by": open_checkout.holder_name if open_checkout else ""},
         **await timeline.context(request, keyset),
@@ -191,6 +197,9 @@ async def return_submit(request: Request) -> Response:
     keyset = request.state.record
     values = await form_data(request)
     try:
+        if keyset.state != KeyState.OUT:  # a page left open: say so, not which field is empty
+            raise HandoverError(gettext("Key set %(tag)s is not checked out (%(state)s).", tag=keyset.tag,
+                                        state=KeyState.CHOICES[keyset.state]))
         receiver = await _keeper(request, values, "receiver")
         await services.check_in_keys(keyset, returned_by=forms.text(values, "returned_by", 96), receiver=receiver,
                                      sealed=forms.checked(values, "sealed"), slot=forms.text(values, "slot", 16))
@@ -203,6 +212,8 @@ async def lost_submit(request: Request) -> Response:
     keyset = request.state.record
     values = await form_data(request)
     try:
+        if keyset.state not in (KeyState.IN, KeyState.OUT):
+            raise HandoverError(gettext("Only a key set in the company's custody can be reported lost."))
         await services.report_lost(keyset, by=ctx(request).principal, note=forms.text(values, "lost_note", 255))
     except HandoverError as exc:
         return await _key_page(request, keyset, form="lost", values=values, errors={exc.field: exc.message}, status=422)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from tortoise import fields
 
-from core.api import ProjectScopedModel, lazy_gettext as _
+from core.api import ChangeTracked, ProjectScopedModel, lazy_gettext as _
 
 
 class HandoverState:
@@ -115,7 +115,7 @@ class TimeSlot(ProjectScopedModel):
         return f"{self.day.isoformat()} {self.start}–{self.end}"
 
 
-class UnitHandover(ProjectScopedModel):
+class UnitHandover(ProjectScopedModel, ChangeTracked):
     """The handover of one unit: one per unit, planned by a batch, completed by the owner's signature."""
 
     view_permission = "handover.view"
@@ -406,7 +406,7 @@ class HolderKind:
     CHOICES = {STAFF: _("Staff"), OWNER: _("Owner"), CONTRACTOR: _("Contractor")}
 
 
-class KeySet(ProjectScopedModel):
+class KeySet(ProjectScopedModel, ChangeTracked):
     """A sealed set of keys of one unit, stored in a cabinet slot, with exactly one named custodian.
 
     The custodian is a staff user while the set is in the cabinet or with

@@ -245,6 +245,7 @@ async def handover_context(request: Request, handover: UnitHandover) -> dict:
     blockers, open_defects = await services.acceptance_blockers(handover)
     keysets = await KeySet.filter(unit_id=handover.unit_id).order_by("tag")
     linked = await CustomerUnit.filter(unit_id=handover.unit_id, end_date__isnull=True).prefetch_related("customer")
+    may = {p: can(request, f"handover.{p}") for p in ("book", "inspect", "keys", "manage")}
     return {
         "base": base(request), "handover": handover, "unit": handover.unit, "batch": handover.batch,
         "appointments": appointments, "active": active, "slots": slots, "inspection": inspection,
@@ -254,9 +255,30 @@ async def handover_context(request: Request, handover: UnitHandover) -> dict:
         "HandoverState": HandoverState, "AppointmentState": AppointmentState, "ItemResult": ItemResult,
         "DefectState": DefectState, "Severity": Severity, "Responsible": Responsible, "DefectCategory": DefectCategory,
         "KeyState": KeyState, "BookedVia": BookedVia,
-        "can": {p: can(request, f"handover.{p}") for p in ("book", "inspect", "keys", "manage")},
+        "can": may, "on_page": forms_on_page(handover, active, today(request), bool(linked), keysets, may),
         **await timeline.context(request, handover), **await attachments.context(request, handover),
     }
+
+
+def forms_on_page(handover: UnitHandover, active: Appointment | None, day: date, has_customers: bool,
+                  keysets: list[KeySet], may: dict[str, bool]) -> set[str]:
+    """The forms the unit's page offers in the handover's state (handover.html shows exactly these)."""
+    shown: set[str] = set()
+    if handover.state != HandoverState.ACCEPTED:
+        if may["book"]:
+            if active and active.state == AppointmentState.BOOKED:
+                shown |= {"move", "cancel"} | ({"checkin"} if active.slot.day == day else set())
+            elif not active:
+                shown.add("book")
+            if not active and handover.owner and handover.owner.email:
+                shown.add("invite")
+            if not handover.owner and has_customers:
+                shown.add("owner")
+        if may["manage"]:
+            shown.add("accept")
+    elif may["keys"] and any(k.state == KeyState.IN for k in keysets):
+        shown.add("keys_to_owner")
+    return shown
 
 
 def slot_choices(slots: list[TimeSlot]) -> list[tuple[int, str]]:
@@ -269,7 +291,7 @@ def slot_choices(slots: list[TimeSlot]) -> list[tuple[int, str]]:
 async def _handover_page(request: Request, handover: UnitHandover, *, form: str = "", values=None, errors=None,
                          status: int = 200) -> Response:
     context = await handover_context(request, handover)
-    context.update(form=form, values=values or {}, errors=errors or {})
+    context.update(form=form, values=values or {}, errors=forms.errors_for(errors, form, context["on_page"]))
     return await render(request, "handover/handover.html", context, status_code=status)
 
 
@@ -310,6 +332,8 @@ async def move_submit(request: Request) -> Response:
     handover, appointment = await _appointment(request)
     values = await form_data(request)
     try:
+        if appointment.state != AppointmentState.BOOKED:  # a page left open: say so, not which field is empty
+            raise HandoverError(gettext("Only a booked appointment can be moved."))
         slot = await _slot(forms.optional_id(values, "slot"))
         await services.reschedule(appointment, slot, ctx(request).project, by=ctx(request).principal)
     except HandoverError as exc:
@@ -323,7 +347,7 @@ async def cancel_submit(request: Request) -> Response:
     try:
         await services.cancel(appointment, by=ctx(request).principal, reason=forms.text(values, "reason", 200))
     except HandoverError as exc:
-        return await _handover_page(request, handover, form="move", values=values, errors={exc.field: exc.message}, status=422)
+        return await _handover_page(request, handover, form="cancel", values=values, errors={exc.field: exc.message}, status=422)
     return redirect(request, _back(request, handover.id), gettext("Appointment cancelled."))
 
 
@@ -341,16 +365,16 @@ async def owner_submit(request: Request) -> Response:
     handover = request.state.record
     values = await form_data(request)
     try:
+        if handover.state == HandoverState.ACCEPTED:
+            raise HandoverError(gettext("This unit has been handed over already."), "owner")
         customer_id = forms.optional_id(values, "owner")
         owner = await Customer.get_or_none(id=customer_id) if customer_id else None
         if owner is None:
             raise HandoverError(gettext("Choose the owner."), "owner")
-        if handover.state == HandoverState.ACCEPTED:
-            raise HandoverError(gettext("This unit has been handed over already."), "owner")
     except HandoverError as exc:
         return await _handover_page(request, handover, form="owner", values=values, errors={exc.field: exc.message}, status=422)
     async with transaction():
-        await UnitHandover.filter(id=handover.id).update(owner_id=owner.id)
+        await UnitHandover.filter(id=handover.id).update(owner_id=owner.id, updated_at=services.clock())
         await timeline.post(handover, "note", gettext("Owner set to %(name)s", name=owner.name), author=ctx(request).principal)
     return redirect(request, _back(request, handover.id), gettext("Owner saved."))
 

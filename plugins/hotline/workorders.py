@@ -316,15 +316,16 @@ async def complete_assignment(
 ) -> WorkOrder:
     """A department reports its part done; when every part is done the order is done."""
     at = at or now()
-    if not report.strip():
-        raise WorkOrderError({"report": _("Write what was done.")})
     async with transaction():
         order = await _locked(await assignment.order)
         assignment = await Assignment.get(id=assignment.id)
+        # The state first: on a page left open the form is gone, and "already done" is the message to read.
         if order.status not in (Status.DISPATCHED, Status.IN_PROGRESS):
             raise _refuse(order, _("marked done"))
         if assignment.done_at is not None:
             raise WorkOrderError(_("This part of the work order is already done."))
+        if not report.strip():
+            raise WorkOrderError({"report": _("Write what was done.")})
         assignment.report, assignment.done_at, assignment.done_by_id = report.strip(), at, _user_id(author)
         await assignment.save(update_fields=["report", "done_at", "done_by_id"])
         await timeline.post(order, "work", report.strip(), author=author, data={"assignment": assignment.id})
@@ -341,12 +342,12 @@ async def resolve_on_spot(
 ) -> WorkOrder:
     """Level 1: the agent answered the request during the contact itself."""
     at = at or now()
-    if not resolution.strip():
-        raise WorkOrderError({"resolution": _("Write the answer given to the customer.")})
     async with transaction():
         order = await _locked(order)
-        if order.status != Status.NEW:
+        if order.status != Status.NEW:  # the state first, as in complete_assignment
             raise _refuse(order, _("resolved on the spot"))
+        if not resolution.strip():
+            raise WorkOrderError({"resolution": _("Write the answer given to the customer.")})
         order.level = Level.ON_THE_SPOT
         order.responded_at = at
         await order.save(update_fields=["level", "responded_at"])
@@ -410,14 +411,14 @@ async def record_callback(
     at = at or now()
     comment = comment.strip()
     allowed = (*Outcome.VERDICTS, Outcome.NOT_REACHED) if task.order_id else (Outcome.REACHED, Outcome.NOT_REACHED)
-    if outcome not in allowed:
-        raise WorkOrderError({"outcome": _("Choose the outcome of the call.")})
-    if outcome == Outcome.UNSATISFIED and not comment:
-        raise WorkOrderError({"comment": _("Write why the customer is not satisfied.")})
     async with transaction():
         task = await CallbackTask.filter(id=task.id).select_for_update().get()
-        if task.status != TaskStatus.OPEN:
+        if task.status != TaskStatus.OPEN:  # the state first, as in complete_assignment
             raise WorkOrderError(_("This callback has already been recorded."))
+        if outcome not in allowed:
+            raise WorkOrderError({"outcome": _("Choose the outcome of the call.")})
+        if outcome == Outcome.UNSATISFIED and not comment:
+            raise WorkOrderError({"comment": _("Write why the customer is not satisfied.")})
         task.attempts += 1
         if outcome == Outcome.NOT_REACHED:
             task.due_at = max(task.due_at, at) + RETRY_CALLBACK_AFTER
