@@ -265,7 +265,9 @@ class PostgresSink(Sink):
                 )
 
     async def analyze(self) -> None:
-        await self.conn.execute("ANALYZE")
+        # VACUUM too: a freshly loaded table has no visibility map, so counts could not be answered
+        # from indexes alone until autovacuum came by, which a running installation has long had.
+        await self.conn.execute("VACUUM (ANALYZE)")
 
     async def close(self) -> None:
         await self.conn.close()

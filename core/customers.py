@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count
+from tortoise.query_utils import Prefetch
 
 from core import i18n
 from core.db import transaction
@@ -177,7 +178,8 @@ customers_list = ListView(
     ],
     search_q=customer_search_q,
     search_placeholder=_l("Name, pinyin or phone…"),
-    prefetch_related=["phones", "unit_links__unit"],
+    # Each customer's unit links come with their units in one statement (a join), not two.
+    prefetch_related=["phones", lambda: Prefetch("unit_links", queryset=CustomerUnit.all().select_related("unit"))],
     default_sort="name",
 )
 
@@ -219,7 +221,7 @@ units_list = ListView(
     search_q=_units_search_q,
     search_placeholder=_l("Unit code or owner…"),
     select_related=["building"],
-    prefetch_related=["customer_links__customer"],
+    prefetch_related=[lambda: Prefetch("customer_links", queryset=CustomerUnit.all().select_related("customer"))],
     default_sort="code",
 )
 
