@@ -234,6 +234,7 @@ class JobContext:
     ctx.project / ctx.project_id: the estate of a per-project run (None for a global job);
         the data scope is set to it, so queries see only that estate.
     ctx.slot: the scheduled time (aware UTC; the request time for "run now").
+    ctx.manual: True when somebody asked for this run ("run now"), False for a scheduled or catch-up slot.
     ctx.now(): the worker's clock (frozen in tests).
     ctx.settings: the settings.
     ctx.attempt: 1 for the first attempt, 2 for the first retry, ...
@@ -249,6 +250,7 @@ class JobContext:
         self.project = project
         self.project_id = project.id if project else None
         self.slot: datetime = runner.run.slot
+        self.manual: bool = runner.run.trigger == Trigger.MANUAL
         self.attempt: int = runner.run.attempt
         self.checkpoint: dict[str, Any] = dict(runner.run.checkpoint or {})
         self.settings = runner.worker.settings

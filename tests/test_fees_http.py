@@ -70,6 +70,16 @@ async def test_bill_run_from_the_page_twice_makes_no_duplicates(client, estate):
     assert bad.status_code == 422 and "YYYY-MM" in bad.text
 
 
+async def test_bill_run_for_a_past_month_bills_that_month_only(client, estate):
+    from plugins.fees.models import Bill, BillRun
+
+    project, *_rest, manager = estate
+    await client.login(manager.username)
+    await bill_run(client, project, period="2026-03")  # the clock says May
+    assert {b.period.isoformat() for b in await Bill.filter(project_id=project.id)} == {"2026-03-01"}
+    assert [r.period.isoformat() for r in await BillRun.filter(project_id=project.id)] == ["2026-03-01"]
+
+
 async def test_cashier_takes_partial_payment_prints_receipt_and_manager_reverses(client, make_client, estate):
     from plugins.fees.models import Bill, Payment
 

@@ -23,13 +23,19 @@ def due_day(ctx) -> int:
 async def bill_run_job(ctx) -> None:
     """Bill the slot's month (unless already done), then every run queued from the fees page.
 
+    A run queued from the fees page for a past month is worked through alone: it must not
+    start the current month as a side effect. "Run now" from the jobs page, with nothing queued,
+    bills the current month like the schedule does.
+
     A run interrupted by a crash is still marked running or failed and so is
     picked up again here; each resumes after its last committed unit.
     """
     period = month_start(ctx.slot.astimezone(ZoneInfo(ctx.project.timezone)).date())
-    if not await BillRun.filter(project_id=ctx.project_id, period=period).exists():
+    pending = BillRun.filter(project_id=ctx.project_id).exclude(state=BillRunState.DONE)
+    queued_by_hand = ctx.manual and await pending.exists()
+    if not queued_by_hand and not await BillRun.filter(project_id=ctx.project_id, period=period).exists():
         await start_bill_run(ctx.project_id, period, now=ctx.now())
-    pending = await BillRun.filter(project_id=ctx.project_id).exclude(state=BillRunState.DONE).order_by("period")
+    pending = await pending.order_by("period")
     for run in pending:
         ctx.log(f"bill run {run.period:%Y-%m}")
         await run_bill_run(
