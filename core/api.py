@@ -11,7 +11,8 @@ hooks return: `Permission`, `NavItem`, `DashboardTile`, `CustomerSection`,
 `SearchResult`, `JobSpec`, `CallEvent`/`CallEventError` (PBX adapters);
 `HookDeprecationWarning` is warned for deprecated hooks.
 
-Pages: `route`, `render`, `ctx`, `form_data`, `redirect`, `toast`,
+Pages: `route`, `render`, `ctx`, `form_data`, `errors_for` (a page of several
+forms: the refused form's errors), `redirect`, `toast`,
 `project_url`, `plugin_url`, `enabled_modules`, `may_see_personal_data`;
 lists: `ListView`, `Column`, `Filter`; a plugin's own spreadsheet import:
 `read_spreadsheet` (rows of an .xlsx/.csv file, streamed), `SpreadsheetError`,
@@ -86,7 +87,7 @@ from core.customers import customer_search_q  # name / pinyin / phone match for 
 from core.sla import WorkingCalendar, deadline, project_calendar  # SLA deadlines in working time
 from core.scope import OutOfScope, ProjectScopedModel, current_scope, unscoped
 from core.templating import may_see_personal_data, render
-from core.web import ctx, enabled_modules, form_data, plugin_url, project_url, redirect, route, toast
+from core.web import ctx, enabled_modules, errors_for, form_data, plugin_url, project_url, redirect, route, toast
 
 hookimpl = pluggy.HookimplMarker("courtyard")
 
@@ -156,6 +157,7 @@ __all__ = [
     "SpreadsheetError",
     "header_key",
     "read_spreadsheet",
+    "errors_for",
     "form_data",
     "gettext",
     "hookimpl",

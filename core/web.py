@@ -248,3 +248,16 @@ async def form_data(request: Request) -> dict[str, Any]:
     """Form fields as a dict of strings (multi-valued fields keep the last value)."""
     form = await request.form()
     return {key: value for key, value in form.multi_items() if key != "csrftoken"}
+
+
+def errors_for(errors: dict | None, form: str, forms_on_page) -> dict:
+    """The errors to show after `form`, one of a page's several forms, was refused.
+
+    The view names the submitted form and the forms the page offers in the record's current state
+    (`forms_on_page`, a set the template shows exactly); the template gives the errors and values to that
+    form only (`errors if form == "note" else {}`), so another form with a field of the same name stays clean.
+    A form the page no longer offers (a page left open while someone else moved the record on) has its
+    messages go to `__all__`, the page's alert, so the user still reads why."""
+    if not errors or form in forms_on_page:
+        return errors or {}
+    return {"__all__": " ".join(dict.fromkeys(str(message) for message in errors.values()))}

@@ -471,3 +471,28 @@ async def test_two_dispatchers_at_once_dispatch_the_order_once(make_client, esta
         assert sorted(type(o).__name__ for o in outcomes) == ["WorkOrder", "WorkOrderError"]
         assert await Assignment.filter(order_id=order.id).count() == 1
         assert len([e for e in await timeline.history(order) if e.kind == "assign"]) == 1
+
+
+async def test_a_refused_form_shows_its_error_under_that_form_only(make_client, estate, clock):
+    agent = await login(make_client, "agent")
+    await intake(agent, estate, subject="外墙渗水影响楼道", kind="complaint")
+    wall = await the_order()
+    boss_id = await make_user_id("boss")
+    await agent.form(f"/p/EAST/hotline/orders/{wall.id}/dispatch", {
+        "level": "3", "department": [str(estate["engineering"].id), str(estate["cleaning"].id)], "supervisor": str(boss_id),
+    })
+    first, second = await Assignment.filter(order_id=wall.id).order_by("id")
+    # The supervisor sees a "mark done" form for each department's part; the empty report was the first one's.
+    boss = await login(make_client, "boss")
+    refused = await boss.form(f"/p/EAST/hotline/orders/{wall.id}/assignments/{first.id}/done", {"report": " "})
+    assert refused.status_code == 422
+    assert f'id="f-report-{first.id}"' in refused.text and f'id="f-report-{second.id}"' in refused.text
+    assert refused.text.count("Write what was done.") == 1
+    assert f'id="f-report-{first.id}-error"' in refused.text and f'id="f-report-{second.id}-error"' not in refused.text
+
+    # A form the page no longer offers (re-opening a new order): its message shows in the page's alert.
+    await intake(agent, estate)
+    fresh = await the_order()
+    reopen = await agent.form(f"/p/EAST/hotline/orders/{fresh.id}/reopen", {"reason": ""})
+    assert reopen.status_code == 422 and 'name="reason"' not in reopen.text
+    assert "Write why the work order is re-opened." in reopen.text

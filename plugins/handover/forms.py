@@ -85,10 +85,3 @@ def local_moment(form: dict, name: str, tz: str) -> datetime:
 def checked(form: dict, name: str) -> bool:
     return (form.get(name) or "") in ("1", "on", "true", "yes")
 
-
-def errors_for(errors: dict | None, form: str, forms_on_page: set[str]) -> dict:
-    """The errors to show: those of a form the page does not offer in the record's current state (a page
-    left open while someone else moved the record on) go to the page's alert, so the user still reads why."""
-    if not errors or form in forms_on_page:
-        return errors or {}
-    return {"__all__": " ".join(dict.fromkeys(str(message) for message in errors.values()))}

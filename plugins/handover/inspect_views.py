@@ -14,6 +14,7 @@ from core.api import (
     ListView,
     attachments,
     ctx,
+    errors_for,
     form_data,
     gettext,
     lazy_gettext as _,
@@ -241,7 +242,7 @@ async def _defect_page(request: Request, defect: Defect, *, form="", values=None
         "base": base(request), "defect": defect, "DefectState": DefectState, "Severity": Severity,
         "Responsible": Responsible, "DefectCategory": DefectCategory, "today": today(request),
         "can_inspect": can(request, "handover.inspect"), "form": form, "values": values or {},
-        "errors": forms.errors_for(errors, form, on_page),
+        "errors": errors_for(errors, form, on_page),
         **await timeline.context(request, defect), **await attachments.context(request, defect),
     }, status_code=status)
 

@@ -19,6 +19,7 @@ from core.api import (
     ListView,
     attachments,
     ctx,
+    errors_for,
     form_data,
     gettext,
     lazy_gettext as _,
@@ -291,7 +292,7 @@ def slot_choices(slots: list[TimeSlot]) -> list[tuple[int, str]]:
 async def _handover_page(request: Request, handover: UnitHandover, *, form: str = "", values=None, errors=None,
                          status: int = 200) -> Response:
     context = await handover_context(request, handover)
-    context.update(form=form, values=values or {}, errors=forms.errors_for(errors, form, context["on_page"]))
+    context.update(form=form, values=values or {}, errors=errors_for(errors, form, context["on_page"]))
     return await render(request, "handover/handover.html", context, status_code=status)
 
 

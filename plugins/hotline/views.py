@@ -25,6 +25,7 @@ from core.api import (
     create_customer,
     ctx,
     customer_search_q,
+    errors_for,
     form_data,
     gettext,
     lazy_gettext as _,
@@ -347,6 +348,7 @@ async def _detail_context(request: Request, order: WorkOrder) -> dict:
     open_task = await CallbackTask.filter(order_id=order.id, status=TaskStatus.OPEN).first()
     return {
         "order": order, "parts": parts, "mine": mine, "can": can, "phones": phones, "open_task": open_task,
+        "on_page": forms_on_page(order, parts, mine, can),
         "materials": await order.materials.all().select_related("recorded_by"),
         "callbacks": await CallbackTask.filter(order_id=order.id).order_by("-id").select_related("done_by"),
         "Status": Status, "Level": Level, "Escalation": Escalation, "Kind": Kind, "Urgency": Urgency,
@@ -361,15 +363,36 @@ async def _detail_context(request: Request, order: WorkOrder) -> dict:
     }
 
 
+def forms_on_page(order: WorkOrder, parts: list[Assignment], mine: set[int], can: dict[str, bool]) -> set[str]:
+    """The forms the order's page offers in its state (order_detail.html shows exactly these);
+    `done-<assignment id>` for each part the user may mark done."""
+    shown: set[str] = set()
+    works = bool(mine) or can["dispatch"] or can["supervise"]
+    if order.status in (Status.DISPATCHED, Status.IN_PROGRESS):
+        shown |= {f"done-{part.id}" for part in parts if (part.id in mine or can["supervise"]) and not part.done_at}
+    if order.status == Status.DISPATCHED and works:
+        shown.add("start")
+    if order.status in Status.OPEN and order.status != Status.NEW and works:
+        shown.add("material")
+    if order.status == Status.NEW:
+        shown |= {name for name, may in (("dispatch", can["dispatch"]), ("resolve", can["intake"])) if may}
+    if order.status == Status.CALLBACK and can["callback"]:
+        shown.add("close")
+    if order.status in (Status.CALLBACK, Status.CLOSED) and can["dispatch"]:
+        shown.add("reopen")
+    return shown
+
+
 async def _staff_choices(project_id: int, permission: str) -> list[tuple[int, str]]:
     return [(u.id, str(u)) for u in await wo.users_with_permission(project_id, permission)]
 
 
 async def order_detail(request: Request, errors: dict | None = None, values: dict | None = None,
-                       status_code: int = 200) -> Response:
+                       status_code: int = 200, *, form: str = "") -> Response:
+    """The order's page; after a refused `form` its errors and values show with that form only."""
     order = request.state.record
     data = await _detail_context(request, order)
-    data.update(errors=errors or {}, values=values or {})
+    data.update(form=form, errors=errors_for(errors, form, data["on_page"]), values=values or {})
     return await render(request, "hotline/order_detail.html", data, status_code=status_code)
 
 
@@ -381,13 +404,13 @@ def _parse_local(value: str, tz: str) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=ZoneInfo(tz))
 
 
-async def _act(request: Request, action, values: dict | None = None, message: str = "") -> Response:
-    """Run a transition; a refusal re-renders the page with the message next to the field (422)."""
+async def _act(request: Request, form: str, action, values: dict | None = None, message: str = "") -> Response:
+    """Run a transition; a refusal re-renders the page with the message next to the field of `form` (422)."""
     try:
         await action()
     except wo.WorkOrderError as exc:
         request.state.record = await WorkOrder.get(id=request.state.record.id)
-        return await order_detail(request, exc.errors, values, 422)
+        return await order_detail(request, exc.errors, values, 422, form=form)
     return redirect(request, _order_link(request.state.record, request), message)
 
 
@@ -419,22 +442,22 @@ async def dispatch_submit(request: Request) -> Response:
         else:
             supervisor = await User.get(id=int(values["supervisor"]))
     if errors:
-        return await order_detail(request, errors, values, 422)
+        return await order_detail(request, errors, values, 422, form="dispatch")
     instructions = values.get("instructions", "")
     if departments:
         plans = [wo.AssignmentPlan(d, assignee if len(departments) == 1 else None, due, instructions) for d in departments]
     else:
         plans = [wo.AssignmentPlan(None, assignee, due, instructions)] if assignee else []
     order = request.state.record
-    return await _act(request, lambda: wo.dispatch(order, plans, level=level, supervisor=supervisor,
-                                                   author=context.principal), values, gettext("Dispatched."))
+    return await _act(request, "dispatch", lambda: wo.dispatch(order, plans, level=level, supervisor=supervisor,
+                                                               author=context.principal), values, gettext("Dispatched."))
 
 
 async def start_submit(request: Request) -> Response:
     order, principal = request.state.record, ctx(request).principal
     if not await _may_work(request, order):
         raise HTTPException(403)
-    return await _act(request, lambda: wo.start(order, author=principal), message=gettext("Work started."))
+    return await _act(request, "start", lambda: wo.start(order, author=principal), message=gettext("Work started."))
 
 
 async def _may_work(request: Request, order: WorkOrder) -> bool:
@@ -454,7 +477,8 @@ async def assignment_done_submit(request: Request) -> Response:
     if assignment.id not in mine and not principal.can("hotline.supervise", ctx(request).project.id):
         raise HTTPException(403)
     values = await form_data(request)
-    return await _act(request, lambda: wo.complete_assignment(assignment, values.get("report", ""), author=principal),
+    return await _act(request, f"done-{assignment.id}",
+                      lambda: wo.complete_assignment(assignment, values.get("report", ""), author=principal),
                       values, gettext("Marked done."))
 
 
@@ -463,29 +487,30 @@ async def material_submit(request: Request) -> Response:
     if not await _may_work(request, order):
         raise HTTPException(403)
     values = await form_data(request)
-    return await _act(request, lambda: wo.add_material(order, values.get("material", ""), values.get("quantity", ""),
-                                                       values.get("unit_of_measure", ""), author=principal),
+    return await _act(request, "material", lambda: wo.add_material(order, values.get("material", ""), values.get("quantity", ""),
+                                                                   values.get("unit_of_measure", ""), author=principal),
                       values, gettext("Material recorded."))
 
 
 async def resolve_submit(request: Request) -> Response:
     order, principal = request.state.record, ctx(request).principal
     values = await form_data(request)
-    return await _act(request, lambda: wo.resolve_on_spot(order, values.get("resolution", ""),
-                                                          customer_confirmed=bool(values.get("confirmed")), author=principal),
+    return await _act(request, "resolve", lambda: wo.resolve_on_spot(order, values.get("resolution", ""),
+                                                                     customer_confirmed=bool(values.get("confirmed")),
+                                                                     author=principal),
                       values, gettext("Answered on the spot."))
 
 
 async def close_submit(request: Request) -> Response:
     order, principal = request.state.record, ctx(request).principal
-    return await _act(request, lambda: wo.close(order, author=principal), message=gettext("Closed."))
+    return await _act(request, "close", lambda: wo.close(order, author=principal), message=gettext("Closed."))
 
 
 async def reopen_submit(request: Request) -> Response:
     order, principal = request.state.record, ctx(request).principal
     values = await form_data(request)
-    return await _act(request, lambda: wo.reopen(order, values.get("reason", ""), values.get("to", Status.DISPATCHED),
-                                                 author=principal), values, gettext("Re-opened."))
+    return await _act(request, "reopen", lambda: wo.reopen(order, values.get("reason", ""), values.get("to", Status.DISPATCHED),
+                                                           author=principal), values, gettext("Re-opened."))
 
 
 # Callbacks ---------------------------------------------------------------------------
