@@ -50,14 +50,23 @@ class NavEntry:
     plugin: str
 
 
-async def navigation(request: Request) -> list[NavEntry]:
-    from core.web import ctx
+async def navigation(request: Request, projects: list[Project] | None = None) -> list[NavEntry]:
+    """The sidebar's entries: the estate's on its pages; on pages outside any estate (search, account),
+    the one estate's for a user who works in one estate only (as `/` takes them there), else the global ones.
+    `projects`: the user's estates (`projects_for`), when the caller has them already."""
+    from core.web import ctx, enabled_modules
 
     context = ctx(request)
-    project = context.project
+    project, modules = context.project, context.modules
     host: PluginHost = request.app.state.host
+    if project is None and context.principal is not None:
+        if projects is None:
+            projects = await projects_for(context.principal)
+        if len(projects) == 1:
+            project = projects[0]
+            modules = await enabled_modules(project, host, context.principal.directory)
     results = await host.call(
-        "navigation", enabled=context.modules if project else set(), request=request, project=project
+        "navigation", enabled=modules if project else set(), request=request, project=project
     )
     entries: list[tuple[int, int, NavEntry]] = []
     path = request.url.path

@@ -169,7 +169,7 @@ async def base_context(request: Request) -> dict[str, Any]:
         from core.shell import navigation, projects_for
 
         data["projects"] = await projects_for(context.principal)
-        data["nav"] = await navigation(request)
+        data["nav"] = await navigation(request, data["projects"])
     if project is not None and project.theme != "default":
         data["theme_css"] = f"/static/themes/{project.theme}/theme.css"
     return data

@@ -1,5 +1,7 @@
 """Global search: one box for customers (name, pinyin, phone), units and plugin results, per the user's estates."""
 
+import re
+
 import pytest
 
 from core.people import create_customer
@@ -102,3 +104,22 @@ async def test_dropdown_fragment_and_full_page(client, make_client, estates):
     anonymous = make_client()
     response = await anonymous.get("/search", params={"q": "zs"})
     assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+def sidebar_links(html: str) -> list[str]:
+    start = html.find('<nav class="sidebar"')
+    if start < 0:
+        return []
+    return re.findall(r'class="nav-link[^"]*" href="([^"]+)"', html[start:html.index("</nav>", start)])
+
+
+async def test_a_single_estate_user_keeps_the_estates_menu_on_the_search_page(client, make_client, estates):
+    await client.login("east_agent")
+    estate_menu = sidebar_links((await client.get("/p/EAST/")).text)
+    assert "/p/EAST/customers" in estate_menu
+    page = await search(client, "zs", htmx=False)
+    assert sidebar_links(page) == estate_menu and "no-sidebar" not in page
+    # A user of several estates has no one estate's menu there.
+    hotline = make_client()
+    await hotline.login("hotline")
+    assert not any(link.startswith("/p/") for link in sidebar_links(await search(hotline, "zs", htmx=False)))
