@@ -169,11 +169,13 @@ async def set_active(user: User, active: bool) -> None:
             await auth.end_sessions(user.id)
 
 
-async def users_with_permission(project_id: int, permission: str) -> list[User]:
+async def users_with_permission(project_id: int, permission: str, *, members_first: bool = False) -> list[User]:
     """Active staff holding `permission` in the estate (its own members and head office), by id.
 
     For jobs and notifications that address "whoever may do X here": the
-    managers to alert, the people to remind.
+    managers to alert, the people to remind. `members_first`: only those who
+    are members of the estate itself, unless none are (then head office's);
+    one statement either way.
     """
     from tortoise.expressions import Q
 
@@ -182,7 +184,13 @@ async def users_with_permission(project_id: int, permission: str) -> list[User]:
             "role", "user"
         )
     found: dict[int, User] = {}
+    members: set[int] = set()
     for membership in memberships:
+        if membership.project_id == project_id:
+            members.add(membership.user_id)
         if membership.user.is_active and permission in (membership.role.permissions or []):
             found[membership.user.id] = membership.user
-    return sorted(found.values(), key=lambda u: u.id)
+    users = sorted(found.values(), key=lambda u: u.id)
+    if members_first:
+        return [user for user in users if user.id in members] or users
+    return users

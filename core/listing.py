@@ -46,7 +46,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from tortoise import fields as orm_fields
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
@@ -228,15 +228,22 @@ class Filter:
         return (f"{self.name}_from", f"{self.name}_to") if self.kind == "date_range" else (self.name,)
 
     async def options(self, request: Request) -> list[tuple[str, str]]:
+        """The choices as (value, label) strings. Choices that a callable reads (from the database) are
+        read once per request: the page that also shows them elsewhere (a form) gets the same list."""
         if self.kind == "boolean":
             return [("1", gettext("Yes")), ("0", gettext("No"))]
         choices = self.choices
-        if callable(choices):
+        if not callable(choices):
+            items = choices.items() if isinstance(choices, Mapping) else choices
+            return [(str(value), str(label)) for value, label in items]
+        memo = request.scope.setdefault("courtyard.filter_options", {})
+        if id(self) not in memo:
             choices = choices(request)
             if inspect.isawaitable(choices):
                 choices = await choices
-        items = choices.items() if isinstance(choices, Mapping) else choices
-        return [(str(value), str(label)) for value, label in items]
+            items = choices.items() if isinstance(choices, Mapping) else choices
+            memo[id(self)] = [(str(value), str(label)) for value, label in items]
+        return list(memo[id(self)])
 
 
 @dataclasses.dataclass
@@ -456,6 +463,18 @@ def _timezone(request: Request) -> str:
     return project.timezone if project else request.app.state.settings["i18n"]["default_timezone"]
 
 
+_TOTAL = "courtyard_list_total"
+
+
+def _counts_inline(queryset: QuerySet) -> bool:
+    """Whether the list's count can ride along with its rows as a scalar subquery.
+
+    Not for grouped or annotated lists (their count is one row per group) nor for a base query that is
+    itself limited (Tortoise applies limit and offset to a count in Python).
+    """
+    return not (queryset._annotations or queryset._group_bys or queryset._limit is not None or queryset._offset)
+
+
 class ListView:
     """A declared list page. Safe to share between requests: all request state lives in `ListPage`.
 
@@ -510,6 +529,14 @@ class ListView:
         if default_sort and default_sort.lstrip("-") not in self.sortable:
             raise ValueError(f"list {name}: default_sort {default_sort!r} is not a sortable column")
         self.default_sort = default_sort or ""
+
+    async def options(self, request: Request, name: str) -> list[tuple[str, str]]:
+        """The (value, label) choices of the filter `name` for this request, read once per request:
+        a page that shows them in its own form too asks here instead of reading them again."""
+        for flt in self.filters:
+            if flt.name == name:
+                return await flt.options(request)
+        raise KeyError(f"list {self.name}: no filter {name!r}")
 
     @property
     def searchable(self) -> bool:
@@ -590,12 +617,22 @@ class ListView:
             number = max(1, int(request.query_params.get("page", "1")))
         except ValueError:
             number = 1
-        total = await queryset.count()
+        ordered = self._with_relations(queryset.order_by(*self._ordering(sort)))
+        objs = None
+        if _counts_inline(queryset):
+            # The total comes with the rows (a subquery the database runs once): one statement, not two.
+            objs = await ordered.annotate(**{_TOTAL: Subquery(queryset.count())}).offset((number - 1) * per).limit(per)
+            if objs:
+                total = getattr(objs[0], _TOTAL)
+            elif number == 1:
+                total = 0
+            else:
+                objs = None  # a page past the end: count, then show the last page
+        if objs is None:
+            total = await queryset.count()
+            number = min(number, max(1, -(-total // per)))
+            objs = await ordered.offset((number - 1) * per).limit(per)
         listing = ListPage(self, request, q, states, sort, per, number, total)
-        listing.page = min(number, listing.pages)
-        objs = await self._with_relations(queryset.order_by(*self._ordering(sort))).offset(
-            (listing.page - 1) * per
-        ).limit(per)
         tz = _timezone(request)
         listing.rows = [self._row(obj, request, tz) for obj in objs]
         return listing

@@ -9,6 +9,7 @@ from decimal import Decimal
 import openpyxl
 import pytest
 
+from bench.querycount import counting
 from core.listing import Column
 from core.models import Building, Customer, Unit
 from core.people import create_customer, link_unit
@@ -94,6 +95,21 @@ async def test_pagination_and_page_size(client, estate):
     assert rows((await client.get("/p/EAST/units", params={"page": "99"})).text) == rows(second.text)
     assert len(rows((await client.get("/p/EAST/units", params={"per": "100000"})).text)) == 25
     assert len(rows((await client.get("/p/EAST/units", params={"per": "50"})).text)) == 30
+
+
+async def test_a_page_comes_with_its_total_in_one_statement(client, estate):
+    await client.login("agent")
+    await client.get("/p/EAST/units")
+    with counting() as queries:
+        second = await client.get("/p/EAST/units", params={"page": "2"})
+    assert len(rows(second.text)) == 5 and "26–30 of 30" in second.text
+    assert not [sql for sql in queries if sql.lstrip().upper().startswith("SELECT COUNT")]  # no count of its own
+    # Nothing found, on any page: a total of 0. Past the end of a filtered list: its last page and its total.
+    for number in ("1", "3"):
+        empty = await client.get("/p/EAST/units", params={"q": "no-such-unit", "page": number})
+        assert empty.status_code == 200 and 'data-total="0"' in empty.text and rows(empty.text) == []
+    shops = await client.get("/p/EAST/units", params={"use": "commercial", "page": "4"})
+    assert 'data-total="10"' in shops.text and rows(shops.text) == [f"2-1-{101 + i}" for i in range(10)]
 
 
 async def test_search_box(client, estate):

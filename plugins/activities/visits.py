@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from tortoise.exceptions import IntegrityError
 
 from core.api import (
-    Channel, Customer, CustomerUnit, Membership, Relation, Unit, emit, gettext as _, timeline, transaction,
+    Channel, Customer, CustomerUnit, Relation, Unit, emit, gettext as _, timeline, transaction,
     users_with_permission,
 )
 from plugins.activities import timeutil
@@ -37,10 +37,7 @@ class VisitError(ValueError):
 
 async def callers(project_id: int) -> list:
     """Staff of the estate who make return-visit calls; head office only when the estate has none."""
-    allowed = await users_with_permission(project_id, "activities.visit")
-    own = set(await Membership.filter(project_id=project_id).values_list("user_id", flat=True))
-    local = [user for user in allowed if user.id in own]
-    return local or allowed
+    return await users_with_permission(project_id, "activities.visit", members_first=True)
 
 
 async def households(plan: VisitPlan, day: date) -> list[tuple[int, int]]:

@@ -542,7 +542,7 @@ METERED = ListView(
 async def metered_page(request: Request, *, errors: dict | None = None, values: dict | None = None,
                        status_code: int = 200) -> Response:
     context = {
-        "base": _base(request), "can_manage": _can(request, MANAGE), "items": await _metered_items(request),
+        "base": _base(request), "can_manage": _can(request, MANAGE), "items": await METERED.options(request, "item"),
         "errors": errors or {}, "values": {"period": period_label(month_start(_today(request))), **(values or {})},
         "imports": await MeterImport.all().order_by("-id").limit(5).prefetch_related("created_by"),
         "import_states": MeterImportState.CHOICES,

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
 from core.api import (
     Customer,
@@ -618,8 +618,9 @@ async def mine_q(user_id: int) -> Q:
     condition = Q(assignee_id=user_id)
     if departments:
         condition |= Q(department_id__in=departments)
-    ids = Assignment.filter(condition, done_at__isnull=True).values_list("order_id", flat=True)
-    return Q(id__in=list(await ids), status__in=(Status.DISPATCHED, Status.IN_PROGRESS))
+    # A subquery rather than the ids read first: one statement fewer for the list that filters with it.
+    ids = Subquery(Assignment.filter(condition, done_at__isnull=True).values("order_id"))
+    return Q(id__in=ids, status__in=(Status.DISPATCHED, Status.IN_PROGRESS))
 
 
 async def open_assignments_for(order: WorkOrder, user_id: int) -> list[Assignment]:
