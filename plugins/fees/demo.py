@@ -6,7 +6,7 @@ from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from core.api import Membership, Unit
+from core.api import Membership, Unit, local_today, now as clock_now
 from plugins.fees import billing, dunning, payments
 from plugins.fees.models import Basis, Bill, Method
 from plugins.fees.money import add_months, month_start, round_fen
@@ -16,8 +16,9 @@ METHODS = [Method.ONLINE] * 5 + [Method.TRANSFER] * 3 + [Method.CASH] * 2 + [Met
 
 async def load(project, rng) -> None:
     zone = ZoneInfo(project.timezone)
-    now = datetime.now(timezone.utc)
-    this_month = month_start(now.astimezone(zone).date())
+    now = clock_now()  # core's clock: a test's frozen time, one instant for the whole load
+    today = local_today(project.timezone, now)
+    this_month = month_start(today)
     first = add_months(this_month, -5)
     prop = await billing.create_item(project.id, "PROP", "物业服务费", Basis.AREA, order=1)
     garbage = await billing.create_item(project.id, "GARB", "生活垃圾清运费", Basis.FLAT, order=2)
@@ -58,4 +59,4 @@ async def load(project, rng) -> None:
             idempotency_key=f"demo-{project.code}-{n}", now=paid_at,
             reference=f"{rng.randint(10**9, 10**10 - 1)}" if method != Method.CASH else "",
         )
-    await dunning.apply_dunning(project, now.astimezone(zone).date(), now=now)
+    await dunning.apply_dunning(project, today, now=now)
