@@ -23,7 +23,8 @@ Data: `ProjectScopedModel`, `unscoped`, `current_scope`, `OutOfScope`,
 `Customer`, `CustomerPhone`, `CustomerUnit`, `Relation`, `Channel`, `User`,
 `Role`, `Membership`, `Department`, `Sequence`; people: `create_customer`,
 `customer_search_q`, `normalize_phone`, `try_normalize_phone`, `display_phone`,
-`PhoneError`, `users_with_permission`.
+`PhoneError`, `users_with_permission`; search providers: `newest_matches` (newest records
+with one of some numbers, without a backward walk of the whole table).
 
 Records' history and files: `timeline`, `attachments`; events between plugins:
 `emit`, `emit_many` (many events of one name), `DomainEvent`; live updates: `realtime`; signed links: `links`;
@@ -84,6 +85,7 @@ from core.models import Channel, CustomerPhone, Department, Membership, Role  # 
 from core.accounts import users_with_permission  # active staff holding a permission in an estate
 from core.people import PhoneError, create_customer, display_phone, normalize_phone, try_normalize_phone
 from core.customers import customer_search_q  # name / pinyin / phone match for customer lookups
+from core.search import newest_matches  # search providers: newest records with one of some numbers
 from core.sla import WorkingCalendar, deadline, project_calendar  # SLA deadlines in working time
 from core.scope import OutOfScope, ProjectScopedModel, current_scope, unscoped
 from core.templating import may_see_personal_data, render
@@ -117,6 +119,7 @@ __all__ = [
     "WorkingCalendar",
     "create_customer",
     "customer_search_q",
+    "newest_matches",
     "deadline",
     "display_phone",
     "normalize_phone",

@@ -26,6 +26,19 @@ PER_KIND = 8
 MAX_QUERY = 100
 
 
+async def newest_matches(model, *, related: tuple[str, ...] = (), limit: int = PER_KIND, **filters):
+    """The newest `limit` records matching `filters` (exact values: numbers, serials), newest first.
+
+    The matching ids are read first and the newest chosen here: given ORDER BY id LIMIT, PostgreSQL walks
+    the whole table backwards by primary key when few rows match (1.1 s over 10 M bills instead of 35 ms).
+    """
+    ids = await model.filter(**filters).values_list("id", flat=True)
+    newest = sorted(ids, reverse=True)[:limit]
+    if not newest:
+        return []
+    return await model.filter(id__in=newest).select_related(*related).order_by("-id")
+
+
 async def core_results(request: Request, query: str, project_ids: list[int]) -> list[SearchResult]:
     """Core's provider: customers by name (from its start), pinyin or phone; units by code (from its start).
 

@@ -764,7 +764,7 @@ def _searched_numbers(text: str, today: date) -> tuple[list[str], list[str]]:
 
 async def search_results(query: str, project_ids: list[int]) -> list[SearchResult]:
     """Bills and receipts by number (see `_searched_numbers`)."""
-    from core.api import Project, now
+    from core.api import Project, newest_matches, now
 
     text = query.strip().upper()
     if len(text) < 3:
@@ -776,16 +776,16 @@ async def search_results(query: str, project_ids: list[int]) -> list[SearchResul
         codes = dict(await Project.filter(id__in=project_ids).values_list("id", "code"))
     hits = []
     if bill_numbers:
-        for bill in await Bill.filter(number__in=bill_numbers, project_id__in=project_ids).select_related("unit").order_by("-id").limit(8):
+        for bill in await newest_matches(Bill, related=("unit",), number__in=bill_numbers, project_id__in=project_ids):
             hits.append(SearchResult(
                 kind=_("Bill"), title=bill.number, url=f"/p/{codes[bill.project_id]}/fees/bills/{bill.id}",
                 subtitle=f"{bill.unit.code} · {period_label(bill.period)}", project_id=bill.project_id,
                 score=100.0 if bill.number == text else 60.0,
             ))
     if receipt_numbers:
-        for payment in await Payment.filter(
-            receipt_number__in=receipt_numbers, project_id__in=project_ids
-        ).select_related("unit").order_by("-id").limit(8):
+        for payment in await newest_matches(
+            Payment, related=("unit",), receipt_number__in=receipt_numbers, project_id__in=project_ids
+        ):
             hits.append(SearchResult(
                 kind=_("Receipt"), title=payment.receipt_number,
                 url=f"/p/{codes[payment.project_id]}/fees/payments/{payment.id}",

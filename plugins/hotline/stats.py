@@ -6,7 +6,7 @@ import re
 from collections import Counter
 from datetime import timedelta
 
-from core.api import CustomerSection, DashboardTile, Project, SearchResult, gettext, lazy_gettext as _, unscoped
+from core.api import CustomerSection, DashboardTile, Project, SearchResult, gettext, newest_matches, lazy_gettext as _, unscoped
 from plugins.hotline import workorders as wo
 from plugins.hotline.models import Category, Kind, Status, WorkOrder
 
@@ -94,9 +94,7 @@ async def search(query: str, project_ids: list[int]) -> list[SearchResult]:
         numbers = [text]
     else:
         return []
-    # Newest first, chosen here: with ORDER BY id LIMIT, PostgreSQL walks every order backwards instead.
-    ids = await WorkOrder.filter(number__in=numbers, project_id__in=project_ids).values_list("id", flat=True)
-    orders = await WorkOrder.filter(id__in=sorted(ids, reverse=True)[:8]).order_by("-id")
+    orders = await newest_matches(WorkOrder, number__in=numbers, project_id__in=project_ids)
     with unscoped():
         codes = dict(await Project.filter(id__in={o.project_id for o in orders}).values_list("id", "code"))
     return [
