@@ -1,8 +1,8 @@
 """The ceiling of this stack: a bare Starlette + asyncpg + Jinja2 handler for the work-order list.
 
-It runs the same two statements as Courtyard's work-order list (count, then
-one page of rows joined with category, customer and unit, filtered by estate
-and status, newest first) and renders the same rows and columns into a page,
+It runs the same statement as Courtyard's work-order list (one page of rows
+joined with category, customer and unit, filtered by estate and status, newest
+first, with the list's total as a scalar subquery) and renders the same rows and columns into a page,
 without sessions, permissions, scoping, navigation or translations. The
 benchmark serves it with uvicorn and the same number of workers as Courtyard:
 
@@ -55,7 +55,8 @@ OPEN = ("new", "dispatched", "in_progress")
 
 LIST_SQL = """
 SELECT o.id, o.number, o.received_at, o.kind, o.subject, o.urgency, o.status, o.resolution_due,
-       c.name AS category, cu.name AS customer, u.code AS unit
+       c.name AS category, cu.name AS customer, u.code AS unit,
+       (SELECT count(*) FROM hotline_work_order WHERE project_id = $1 AND status = $2) AS total
 FROM hotline_work_order o
 JOIN hotline_category c ON c.id = o.category_id
 JOIN core_customer cu ON cu.id = o.customer_id
@@ -88,10 +89,8 @@ async def orders(request: Request) -> HTMLResponse:
         project = await conn.fetchrow("SELECT id, code, name, timezone FROM core_project WHERE code = $1", code)
         if project is None:
             return PlainTextResponse("no such estate", status_code=404)
-        total = await conn.fetchval(
-            "SELECT count(*) FROM hotline_work_order WHERE project_id = $1 AND status = $2", project["id"], status
-        )
         rows = await conn.fetch(LIST_SQL, project["id"], status, per, (page - 1) * per)
+    total = rows[0]["total"] if rows else 0
     zone = ZoneInfo(project["timezone"])
     html = TEMPLATE.render(
         project=project, rows=rows, total=total, kinds=KINDS, urgencies=URGENCIES, statuses=STATUSES, open=OPEN,
