@@ -114,7 +114,7 @@ class Server:
     def __init__(self, target: str, env: dict[str, str], *, workers: int = 1, factory: bool = False, name: str = ""):
         self.port = free_port()
         self.name = name or target
-        self.command = [sys.executable, "-m", "uvicorn", target, "--host", HOST, "--port", str(self.port),
+        self.command = [sys.executable, "-m", "bench.serve", target, "--host", HOST, "--port", str(self.port),
                         "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
         if factory:
             self.command.append("--factory")

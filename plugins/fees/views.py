@@ -746,13 +746,14 @@ async def customer_account(request: Request, customer: Customer) -> dict:
 def _searched_numbers(text: str, today: date) -> tuple[list[str], list[str]]:
     """(bill numbers, receipt numbers) a query can mean: a full number, or a serial ("123", "000123").
 
-    Bill serials are looked up in the bill numbers of every month of the last ten years: all of them
-    exact values read through the (estate, number) index, never a scan of millions of bills.
+    A bare serial is looked up in the bill numbers of the last thirteen months: exact values read through
+    the (estate, number) index, one probe per month and estate (ten years of months made 24,000 probes for
+    a head-office search, 0.5 s with a cold cache). Older bills are found by their full number.
     """
     if text.isdigit() and len(text) <= 8:
         serial = int(text)
-        first = add_months(month_start(today), -119)
-        bills = [billing.bill_number(add_months(first, i), serial) for i in range(121)] if serial < 10**6 else []
+        first = add_months(month_start(today), -12)
+        bills = [billing.bill_number(add_months(first, i), serial) for i in range(13)] if serial < 10**6 else []
         return bills, [payments.receipt_number(serial)]
     if found := re.fullmatch(r"B(\d{4})(\d{2})-(\d{1,6})", text):
         year, month, serial = (int(g) for g in found.groups())

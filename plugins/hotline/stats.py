@@ -82,14 +82,14 @@ async def customer_section(customer) -> CustomerSection:
 
 
 async def search(query: str, project_ids: list[int]) -> list[SearchResult]:
-    """Work orders by number: the full "GD-2026-000123" or its serial ("123", "000123")."""
+    """Work orders by number: the full "GD-2026-000123", or its serial ("123", "000123") this year or last."""
     text = query.strip().upper()
     if len(text) < 3 or not any(ch.isdigit() for ch in text):
         return []
     # Both forms are looked up through the (estate, number) index: never a scan of millions of orders.
     if text.isdigit() and len(text) <= 6:
         year = wo.now().year
-        numbers = [f"GD-{y}-{int(text):06d}" for y in range(year - 9, year + 2)]
+        numbers = [f"GD-{y}-{int(text):06d}" for y in (year, year - 1)]
     elif re.fullmatch(r"GD-\d{4}-\d{6}", text):
         numbers = [text]
     else:
