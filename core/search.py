@@ -19,6 +19,7 @@ from core.i18n import lazy_gettext as _l
 from core.kit import SearchResult
 from core.models import Customer, Project, ProjectModule, Unit
 from core.people import display_phone, mask_phone, try_normalize_phone
+from core.scope import unscoped
 from core.templating import may_see_personal_data, render
 from core.web import ctx
 
@@ -26,13 +27,17 @@ PER_KIND = 8
 MAX_QUERY = 100
 
 
-async def newest_matches(model, *, related: tuple[str, ...] = (), limit: int = PER_KIND, **filters):
-    """The newest `limit` records matching `filters` (exact values: numbers, serials), newest first.
+async def newest_matches(model, project_ids: list[int], *, related: tuple[str, ...] = (), limit: int = PER_KIND,
+                         **filters):
+    """The newest `limit` records of `project_ids` matching `filters` (exact values: numbers, serials).
 
-    The matching ids are read first and the newest chosen here: given ORDER BY id LIMIT, PostgreSQL walks
-    the whole table backwards by primary key when few rows match (1.1 s over 10 M bills instead of 35 ms).
+    The matching ids are read first through the (estate, number) index and the newest chosen here: given
+    ORDER BY id LIMIT, or the model's default ordering, PostgreSQL walks a whole table instead. That read
+    names the estates once: the scope's copy of the same list on top made the planner scan all 10 M bills
+    (0.5 s). The records themselves are read in the caller's scope.
     """
-    ids = await model.filter(**filters).values_list("id", flat=True)
+    with unscoped():
+        ids = await model.filter(project_id__in=project_ids, **filters).order_by("id").values_list("id", flat=True)
     newest = sorted(ids, reverse=True)[:limit]
     if not newest:
         return []

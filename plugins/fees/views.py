@@ -777,7 +777,7 @@ async def search_results(query: str, project_ids: list[int]) -> list[SearchResul
         codes = dict(await Project.filter(id__in=project_ids).values_list("id", "code"))
     hits = []
     if bill_numbers:
-        for bill in await newest_matches(Bill, related=("unit",), number__in=bill_numbers, project_id__in=project_ids):
+        for bill in await newest_matches(Bill, project_ids, related=("unit",), number__in=bill_numbers):
             hits.append(SearchResult(
                 kind=_("Bill"), title=bill.number, url=f"/p/{codes[bill.project_id]}/fees/bills/{bill.id}",
                 subtitle=f"{bill.unit.code} · {period_label(bill.period)}", project_id=bill.project_id,
@@ -785,7 +785,7 @@ async def search_results(query: str, project_ids: list[int]) -> list[SearchResul
             ))
     if receipt_numbers:
         for payment in await newest_matches(
-            Payment, related=("unit",), receipt_number__in=receipt_numbers, project_id__in=project_ids
+            Payment, project_ids, related=("unit",), receipt_number__in=receipt_numbers
         ):
             hits.append(SearchResult(
                 kind=_("Receipt"), title=payment.receipt_number,

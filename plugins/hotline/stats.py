@@ -94,7 +94,7 @@ async def search(query: str, project_ids: list[int]) -> list[SearchResult]:
         numbers = [text]
     else:
         return []
-    orders = await newest_matches(WorkOrder, number__in=numbers, project_id__in=project_ids)
+    orders = await newest_matches(WorkOrder, project_ids, number__in=numbers)
     with unscoped():
         codes = dict(await Project.filter(id__in={o.project_id for o in orders}).values_list("id", "code"))
     return [
