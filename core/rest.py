@@ -195,6 +195,10 @@ class ListQuery(BaseModel):
         None, description="Only records changed at or after this instant (ISO 8601 with offset), for incremental sync."
     )
 
+    def sent(self, *names: str) -> dict[str, Any]:
+        """The named filters the client sent, as equality filters: `Model.filter(**query.sent("unit_id", "state"))`."""
+        return {name: value for name in names if (value := getattr(self, name)) is not None}
+
 
 Item = TypeVar("Item")
 

@@ -157,9 +157,7 @@ async def _registrations_out(call: ApiCall, registrations: list[Registration]) -
 
 async def list_activities(call: ApiCall) -> dict:
     query: ActivityQuery = call.query
-    activities = Activity.all()
-    if query.status:
-        activities = activities.filter(status=query.status)
+    activities = Activity.filter(**query.sent("status"))
     if query.upcoming is not None:
         activities = activities.filter(starts_at__gt=now()) if query.upcoming else activities.filter(starts_at__lte=now())
     return await paginate(call, activities, convert=lambda rows: _activities_out(call, rows))
@@ -174,13 +172,7 @@ async def get_activity(call: ApiCall) -> dict:
 
 async def list_registrations(call: ApiCall) -> dict:
     query: RegistrationQuery = call.query
-    registrations = Registration.all()
-    if query.activity_id:
-        registrations = registrations.filter(activity_id=query.activity_id)
-    if query.customer_id:
-        registrations = registrations.filter(customer_id=query.customer_id)
-    if query.status:
-        registrations = registrations.filter(status=query.status)
+    registrations = Registration.filter(**query.sent("activity_id", "customer_id", "status"))
     return await paginate(call, registrations, convert=lambda rows: _registrations_out(call, rows))
 
 

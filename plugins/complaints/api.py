@@ -120,17 +120,11 @@ async def list_categories(call: ApiCall) -> dict:
 
 async def list_cases(call: ApiCall) -> dict:
     query: CaseQuery = call.query
-    cases = Case.all()
+    cases = Case.filter(**query.sent("step", "customer_id", "unit_id"))
     if query.state == "open":
         cases = cases.filter(step__in=list(Step.OPEN))
     elif query.state == "closed":
         cases = cases.filter(step=Step.CLOSED)
-    if query.step:
-        cases = cases.filter(step=query.step)
-    if query.customer_id:
-        cases = cases.filter(customer_id=query.customer_id)
-    if query.unit_id:
-        cases = cases.filter(unit_id=query.unit_id)
     return await paginate(call, cases, convert=lambda rows: _out(call, rows))
 
 

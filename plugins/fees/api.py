@@ -183,18 +183,12 @@ async def _bills_out(call: ApiCall, bills: list[Bill]) -> list[dict]:
 
 async def list_bills(call: ApiCall) -> dict:
     query: BillQuery = call.query
-    bills = Bill.all()
-    if query.unit_id:
-        bills = bills.filter(unit_id=query.unit_id)
-    if query.customer_id:
-        bills = bills.filter(customer_id=query.customer_id)
+    bills = Bill.filter(**query.sent("unit_id", "customer_id", "status"))
     if query.period:
         try:
             bills = bills.filter(period=parse_period(query.period))
         except InputError as exc:
             raise ApiError.invalid(exc.errors, location="query") from None
-    if query.status:
-        bills = bills.filter(status=query.status)
     return await paginate(call, bills, convert=lambda rows: _bills_out(call, rows))
 
 
@@ -252,11 +246,7 @@ async def _payments_out(call: ApiCall, rows: list[Payment]) -> list[dict]:
 
 async def list_payments(call: ApiCall) -> dict:
     query: PaymentQuery = call.query
-    rows = Payment.all()
-    if query.unit_id:
-        rows = rows.filter(unit_id=query.unit_id)
-    if query.kind:
-        rows = rows.filter(kind=query.kind)
+    rows = Payment.filter(**query.sent("unit_id", "kind"))
     return await paginate(call, rows, convert=lambda found: _payments_out(call, found))
 
 

@@ -146,11 +146,7 @@ async def _handovers_out(call: ApiCall, handovers: list[UnitHandover]) -> list[d
 
 async def list_key_sets(call: ApiCall) -> dict:
     query: KeySetQuery = call.query
-    keysets = KeySet.all()
-    if query.unit_id:
-        keysets = keysets.filter(unit_id=query.unit_id)
-    if query.state:
-        keysets = keysets.filter(state=query.state)
+    keysets = KeySet.filter(**query.sent("unit_id", "state"))
     return await paginate(call, keysets, convert=lambda rows: _key_sets_out(call, rows))
 
 
@@ -160,13 +156,7 @@ async def get_key_set(call: ApiCall) -> dict:
 
 async def list_handovers(call: ApiCall) -> dict:
     query: HandoverQuery = call.query
-    handovers = UnitHandover.all()
-    if query.unit_id:
-        handovers = handovers.filter(unit_id=query.unit_id)
-    if query.state:
-        handovers = handovers.filter(state=query.state)
-    if query.batch_id:
-        handovers = handovers.filter(batch_id=query.batch_id)
+    handovers = UnitHandover.filter(**query.sent("unit_id", "state", "batch_id"))
     return await paginate(call, handovers, convert=lambda rows: _handovers_out(call, rows))
 
 

@@ -104,11 +104,7 @@ async def list_categories(call: ApiCall) -> dict:
 
 async def list_work_orders(call: ApiCall) -> dict:
     query: WorkOrderQuery = call.query
-    orders = WorkOrder.all()
-    if query.status:
-        orders = orders.filter(status=query.status)
-    if query.customer_id:
-        orders = orders.filter(customer_id=query.customer_id)
+    orders = WorkOrder.filter(**query.sent("status", "customer_id"))
     return await paginate(call, orders, convert=lambda rows: _out(call, rows))
 
 
