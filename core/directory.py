@@ -61,9 +61,9 @@ class Directory:
             self._projects = projects
         return projects
 
-    async def active_projects(self) -> list[Project]:
-        """Every active estate, ordered by code (copies)."""
-        return [copy.deepcopy(p) for p in await self._active()]
+    async def active_projects(self, only=None) -> list[Project]:
+        """Every active estate, or those whose id is in `only`, ordered by code (copies)."""
+        return [_copy(p) for p in await self._active() if only is None or p.id in only]
 
     async def active_project_ids(self) -> list[int]:
         return [p.id for p in await self._active()]
@@ -74,7 +74,7 @@ class Directory:
             with unscoped():
                 return await Project.get_or_none(code=code, is_active=True)
         found = next((p for p in await self._active() if p.code == code), None)
-        return copy.deepcopy(found) if found is not None else None
+        return _copy(found) if found is not None else None
 
     async def modules(self, project_id: int) -> set[str]:
         """The per-estate modules switched on for the estate (modules on everywhere are the host's to add)."""
@@ -110,6 +110,19 @@ class Directory:
                     self._grants.clear()
                 self._grants[user_id] = kept
         return kept
+
+
+def _copy(project: Project) -> Project:
+    """A copy that shares nothing mutable: its own dicts and lists (JSON fields), the rest shared as is.
+
+    `copy.deepcopy` of a model instance costs ~45 microseconds: every page copied all 200 estates of the
+    benchmark's group (9 ms, a third of the work-order list's CPU), also to pick one estate manager's one.
+    """
+    clone = copy.copy(project)
+    for name, value in vars(project).items():
+        if isinstance(value, (dict, list, set)):
+            setattr(clone, name, copy.deepcopy(value))
+    return clone
 
 
 STAMP_SQL = "(SELECT value FROM core_access_stamp WHERE id = 1)"

@@ -34,10 +34,9 @@ def all_permissions(host: PluginHost) -> list:
 
 async def projects_for(principal: Principal) -> list[Project]:
     """The active estates the user works in, ordered by code."""
-    projects = await principal.directory.active_projects()
     if principal.is_head_office:
-        return projects
-    return [p for p in projects if p.id in principal.per_project]
+        return await principal.directory.active_projects()
+    return await principal.directory.active_projects(only=principal.per_project)
 
 
 @dataclass

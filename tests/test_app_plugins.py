@@ -104,3 +104,18 @@ async def test_access_changed_outside_the_app_holds_from_the_next_request(client
     with unscoped():
         await Project.filter(id=east.id).update(is_active=False)
     assert (await client.get("/p/EAST/")).status_code == 404
+
+
+async def test_estates_kept_by_the_process_are_handed_out_as_copies(estates):
+    from core.directory import Directory
+
+    directory = Directory()
+    directory.check(1)
+    east, west = estates
+    [given] = await directory.active_projects(only={east.id})
+    given.name = "changed by a view"
+    given.calendar["holidays"] = ["2026-10-01"]
+    [again] = await directory.active_projects(only={east.id})
+    assert again.name == east.name and "holidays" not in again.calendar
+    assert (await directory.project(east.code)).calendar == again.calendar
+    assert {p.code for p in await directory.active_projects()} >= {east.code, west.code}
