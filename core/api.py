@@ -32,7 +32,8 @@ working-time deadlines: `deadline`, `project_calendar`, `WorkingCalendar`.
 
 JSON API for integrations (hook `register_api_routes`): `api_route` builds an
 `ApiRoute`; handlers get an `ApiCall` and raise `ApiError`; models derive from
-`ApiModel`; lists take a `ListQuery` and answer `Page[...]` through `paginate`;
+`ApiModel`; lists take a `ListQuery` (its filters sent: `query.sent(...)`) and answer
+`Page[...]` through `paginate`; ids in queries and bodies are at most `MAX_ID`;
 records synced by integrations mix in `ChangeTracked` (`updated_at`). Events
 offered to webhook subscribers: `EventSpec` (hook `register_events`).
 
@@ -80,7 +81,7 @@ from core.importer import ImportFileError as SpreadsheetError, _key as header_ke
 from core.outbox import EmailError, queue_email
 from core.models import Building, Customer, CustomerUnit, Project, Relation, Sequence, Unit, UnitUse, User
 from core.models import ChangeTracked  # `updated_at` on every save, for `updated_since` syncs
-from core.rest import ApiCall, ApiError, ApiModel, ListQuery, Page, api_route, paginate  # the JSON API kit
+from core.rest import MAX_ID, ApiCall, ApiError, ApiModel, ListQuery, Page, api_route, paginate  # the JSON API kit
 from core.models import Channel, CustomerPhone, Department, Membership, Role  # staff, departments, contact channels
 from core.accounts import users_with_permission  # active staff holding a permission in an estate
 from core.people import PhoneError, create_customer, display_phone, normalize_phone, try_normalize_phone
@@ -105,6 +106,7 @@ __all__ = [
     "Page",
     "api_route",
     "paginate",
+    "MAX_ID",
     "HookDeprecationWarning",
     "now",
     "CallEvent",

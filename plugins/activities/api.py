@@ -20,12 +20,11 @@ from pydantic import Field
 from tortoise.expressions import Q
 
 from core.api import (
-    ApiCall, ApiError, ApiModel, Customer, ListQuery, Page, api_route, gettext as _, now, paginate, unscoped,
+    MAX_ID, ApiCall, ApiError, ApiModel, Customer, ListQuery, Page, api_route, gettext as _, now, paginate, unscoped,
 )
 from plugins.activities import registration as reg
 from plugins.activities.models import Activity, ActivityStatus, Registration, RegistrationChannel, RegistrationStatus
 
-MAX_ID = 2**31 - 1
 
 ActivityStatusName = Literal[tuple(ActivityStatus.CHOICES)]  # type: ignore[valid-type]
 RegistrationStatusName = Literal[tuple(RegistrationStatus.CHOICES)]  # type: ignore[valid-type]

@@ -13,12 +13,11 @@ from typing import Literal
 from pydantic import Field
 
 from core.api import (
-    ApiCall, ApiError, ApiModel, Customer, ListQuery, Page, Unit, api_route, gettext as _, paginate,
+    MAX_ID, ApiCall, ApiError, ApiModel, Customer, ListQuery, Page, Unit, api_route, gettext as _, paginate,
 )
 from plugins.complaints import cases as svc
 from plugins.complaints.models import Case, Category, Channel, Severity, Step
 
-MAX_ID = 2**31 - 1
 
 StepName = Literal[tuple(Step.ORDER)]  # type: ignore[valid-type]
 SeverityName = Literal[tuple(Severity.CHOICES)]  # type: ignore[valid-type]

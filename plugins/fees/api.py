@@ -18,14 +18,13 @@ from pydantic import Field
 from tortoise.exceptions import IntegrityError
 
 from core.api import (
-    ApiCall, ApiError, ApiModel, ListQuery, Page, Unit, User, api_route, gettext as _, local_today, paginate,
+    MAX_ID, ApiCall, ApiError, ApiModel, ListQuery, Page, Unit, User, api_route, gettext as _, local_today, paginate,
     transaction, unscoped,
 )
 from plugins.fees import payments, reports
 from plugins.fees.models import Allocation, Bill, BillLine, BillStatus, FeeItem, Method, Payment, PaymentKind
 from plugins.fees.money import InputError, parse_amount, parse_period, period_label
 
-MAX_ID = 2**31 - 1
 MONTH = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"
 
 StatusName = Literal[tuple(BillStatus.CHOICES)]  # type: ignore[valid-type]

@@ -12,13 +12,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from core.api import ApiCall, ApiModel, ListQuery, Page, api_route, paginate
+from core.api import MAX_ID, ApiCall, ApiModel, ListQuery, Page, api_route, paginate
 from plugins.handover import services
 from plugins.handover.models import (
     Appointment, HandoverBatch, HandoverState, HolderKind, KeyCheckout, KeySet, KeyState, TimeSlot, UnitHandover,
 )
 
-MAX_ID = 2**31 - 1
 
 KeyStateName = Literal[tuple(KeyState.CHOICES)]  # type: ignore[valid-type]
 HolderKindName = Literal[tuple(HolderKind.CHOICES)]  # type: ignore[valid-type]

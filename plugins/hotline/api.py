@@ -12,12 +12,11 @@ from typing import Literal
 from pydantic import Field
 
 from core.api import (
-    ApiCall, ApiError, ApiModel, Customer, ListQuery, Page, Unit, api_route, gettext as _, paginate, try_normalize_phone,
+    MAX_ID, ApiCall, ApiError, ApiModel, Customer, ListQuery, Page, Unit, api_route, gettext as _, paginate, try_normalize_phone,
 )
 from plugins.hotline import workorders as wo
 from plugins.hotline.models import Category, ContactChannel, Kind, Status, Urgency, WorkOrder
 
-MAX_ID = 2**31 - 1
 
 KindName = Literal[tuple(Kind.CHOICES)]  # type: ignore[valid-type]
 UrgencyName = Literal[tuple(Urgency.CHOICES)]  # type: ignore[valid-type]
