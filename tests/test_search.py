@@ -119,6 +119,9 @@ async def test_a_single_estate_user_keeps_the_estates_menu_on_the_search_page(cl
     assert "/p/EAST/customers" in estate_menu
     page = await search(client, "zs", htmx=False)
     assert sidebar_links(page) == estate_menu and "no-sidebar" not in page
+    assert re.search(r'<span class="summary-label">[^<]*</span>', page).group(0) == (
+        f'<span class="summary-label">{estates["east"].name}</span>'
+    )
     # A user of several estates has no one estate's menu there.
     hotline = make_client()
     await hotline.login("hotline")
