@@ -9,19 +9,33 @@ from __future__ import annotations
 
 from tortoise import fields
 from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 from core.i18n import lazy_gettext as _
 from core.scope import ProjectScopedModel, ScopedManager
 
 
+class ChangeTrackedQuerySet(QuerySet):
+    def update(self, **kwargs):
+        """`QuerySet.update()` bypasses `save()`: the change's time is set here, unless given."""
+        from core.clock import now
+
+        kwargs.setdefault("updated_at", now())
+        return super().update(**kwargs)
+
+
 class ChangeTracked(Model):
-    """Mixin for records synced by integrations: `updated_at` is set (core's clock) on every `save()`.
+    """Mixin for records synced by integrations: `updated_at` is set (core's clock) on every `save()`
+    and every `QuerySet.update()` of them.
 
     `class WorkOrder(ProjectScopedModel, ChangeTracked)`. The JSON API's lists
     (`core.api.paginate`) walk such records in order of change, so
-    `updated_since` finds every record changed since the last sync. Bulk
-    `QuerySet.update()` bypasses `save()`: set `updated_at=now()` there yourself.
+    `updated_since` finds every record changed since the last sync. Only bulk
+    inserts (`bulk_create`, raw SQL) set `updated_at` themselves; `Model.filter(...).update()`
+    with no fields marks the records changed.
     """
+
+    queryset_class = ChangeTrackedQuerySet
 
     updated_at = fields.DatetimeField(null=True, db_index=True)
 

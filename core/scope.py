@@ -79,22 +79,34 @@ class ScopedManager(Manager):
         self.field = field
 
     def get_queryset(self) -> QuerySet:
-        queryset = QuerySet(self._model)
+        queryset = getattr(self._model, "queryset_class", QuerySet)(self._model)
         ids = current_scope().project_ids
         if ids is not None:
             queryset = queryset.filter(**{f"{self.field}__in": sorted(ids)})
         return queryset
 
 
+class _Manager(Manager):
+    """The manager of an unscoped model with its own `queryset_class` (e.g. `core.models.ChangeTracked`)."""
+
+    def get_queryset(self) -> QuerySet:
+        return self._model.queryset_class(self._model)
+
+
 def install_scoped_managers(models: Iterable[type[Model]]) -> None:
-    """Give every concrete project-scoped model the scoped manager.
+    """Give every concrete project-scoped model the scoped manager, and a model that declares a
+    `queryset_class` a manager that uses it.
 
     Done once after Tortoise has registered the models, because a model's own
     `Meta` does not inherit the abstract base's manager.
     """
     for model in models:
-        if issubclass(model, ProjectScopedModel) and not model._meta.abstract:
+        if model._meta.abstract:
+            continue
+        if issubclass(model, ProjectScopedModel):
             model._meta.manager = ScopedManager(model=model)
+        elif hasattr(model, "queryset_class"):
+            model._meta.manager = _Manager(model=model)
 
 
 class ProjectScopedModel(Model):

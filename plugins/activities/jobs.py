@@ -47,7 +47,7 @@ async def reminder_job(ctx) -> None:
             if not registration.customer.email:
                 continue
             if not await Registration.filter(id=registration.id, reminded_at__isnull=True).update(
-                reminded_at=ctx.now(), updated_at=ctx.now()
+                reminded_at=ctx.now()
             ):
                 continue
             url = tokens.ticket_url(registration, activity)
@@ -72,7 +72,7 @@ async def feedback_job(ctx) -> None:
             if not registration.customer.email:
                 continue
             if not await Registration.filter(id=registration.id, feedback_sent_at__isnull=True).update(
-                feedback_sent_at=now, updated_at=now
+                feedback_sent_at=now
             ):
                 continue
             extra = {"feedback_url": tokens.feedback_url(registration)}

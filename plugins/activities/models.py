@@ -21,9 +21,9 @@ rows, so the last seat goes to exactly one person whichever estate they
 belong to, and the waitlist is one queue across the estates.
 
 Activities and registrations are synced by integrations (`ChangeTracked`,
-the JSON API's `updated_since`): every `QuerySet.update()` on them sets
-`updated_at` as well, and a change of the waitlist touches the activity's
-rows, whose waitlist length changes with it.
+the JSON API's `updated_since`; `QuerySet.update()` moves `updated_at` too),
+and a change of the waitlist touches the activity's rows, whose waitlist
+length changes with it.
 """
 
 from __future__ import annotations

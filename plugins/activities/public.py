@@ -207,7 +207,6 @@ async def feedback_submit(request: Request) -> Response:
                 await links.redeem(tokens.FEEDBACK, token, now=timeutil.now())
                 await Registration.filter(id=registration.id, rating__isnull=True).update(
                     rating=int(values["rating"]), comment=values["comment"], feedback_at=timeutil.now(),
-                    updated_at=timeutil.now(),
                 )
     except links.LinkError as exc:
         return await _refused(request, exc, str(USED_SURVEY))

@@ -69,21 +69,20 @@ def linked(pool_id: int):
 async def _mirror(pool_id: int) -> None:
     # Runs after the pool's row changed in this transaction, so its lock orders concurrent mirrors.
     pool = await Activity.get(id=pool_id).only("id", "seats_taken", "capacity")
-    await Activity.filter(host_activity_id=pool_id).update(seats_taken=pool.seats_taken, capacity=pool.capacity,
-                                                           updated_at=timeutil.now())
+    await Activity.filter(host_activity_id=pool_id).update(seats_taken=pool.seats_taken, capacity=pool.capacity)
 
 
 async def touch(pool_id: int) -> None:
     """Mark the pool's rows changed (their waitlist length did) for integrations' `updated_since` syncs."""
     with unscoped():
-        await linked(pool_id).update(updated_at=timeutil.now())
+        await linked(pool_id).update()
 
 
 async def take_seats(pool_id: int, seats: int) -> bool:
     """Take `seats` of the pool if they are free; False (and nothing changed) when they are not."""
     with unscoped():
         taken = await Activity.filter(id=pool_id, seats_taken__lte=F("capacity") - seats).update(
-            seats_taken=F("seats_taken") + seats, updated_at=timeutil.now()
+            seats_taken=F("seats_taken") + seats
         )
         if taken:
             await _mirror(pool_id)
@@ -92,7 +91,7 @@ async def take_seats(pool_id: int, seats: int) -> bool:
 
 async def release_seats(pool_id: int, seats: int) -> None:
     with unscoped():
-        await Activity.filter(id=pool_id).update(seats_taken=F("seats_taken") - seats, updated_at=timeutil.now())
+        await Activity.filter(id=pool_id).update(seats_taken=F("seats_taken") - seats)
         await _mirror(pool_id)
 
 
@@ -213,7 +212,7 @@ async def register(
             else:
                 # Signing up again after cancelling: the same row, only if nobody else revived it meanwhile.
                 revived = await Registration.filter(id=previous.id, status=RegistrationStatus.CANCELLED).update(
-                    updated_at=timeutil.now(), **values
+                    **values
                 )
                 if not revived:
                     raise _already(previous)
@@ -259,7 +258,7 @@ async def cancel(registration: Registration, *, by=None, at: datetime | None = N
         was = registration.status
         changed = await Registration.filter(id=registration.id, status=was).exclude(
             status=RegistrationStatus.CANCELLED
-        ).update(status=RegistrationStatus.CANCELLED, cancelled_at=at, updated_at=timeutil.now())
+        ).update(status=RegistrationStatus.CANCELLED, cancelled_at=at)
         if not changed:
             return False
         registration.status, registration.cancelled_at = RegistrationStatus.CANCELLED, at
@@ -300,13 +299,13 @@ async def promote_waiting(activity: Activity, *, at: datetime | None = None) -> 
                 continue
             # Claim the person first (a concurrent promotion waits on this row), then the seats.
             claimed = await Registration.filter(id=registration.id, status=RegistrationStatus.WAITLISTED).update(
-                status=RegistrationStatus.CONFIRMED, confirmed_at=at, updated_at=timeutil.now()
+                status=RegistrationStatus.CONFIRMED, confirmed_at=at
             )
             if not claimed:
                 continue
             if not await take_seats(pool.id, registration.seats):
                 await Registration.filter(id=registration.id).update(
-                    status=RegistrationStatus.WAITLISTED, confirmed_at=None, updated_at=timeutil.now()
+                    status=RegistrationStatus.WAITLISTED, confirmed_at=None
                 )
                 continue
             own = rows[registration.activity_id]  # the person's own estate's row
@@ -334,13 +333,13 @@ async def cancel_activity(activity: Activity, *, by=None, at: datetime | None = 
     told = 0
     async with transaction():
         if not await Activity.filter(id=activity.id).exclude(status=ActivityStatus.CANCELLED).update(
-            status=ActivityStatus.CANCELLED, updated_at=timeutil.now()
+            status=ActivityStatus.CANCELLED
         ):
             return None
         with unscoped():
             rows = {a.id: a for a in await linked(activity.id)}
             await linked(activity.id).exclude(status=ActivityStatus.CANCELLED).update(
-                status=ActivityStatus.CANCELLED, updated_at=timeutil.now()
+                status=ActivityStatus.CANCELLED
             )
             active = await Registration.filter(
                 activity_id__in=list(rows),
@@ -350,7 +349,7 @@ async def cancel_activity(activity: Activity, *, by=None, at: datetime | None = 
             for registration in active:
                 was = registration.status
                 if not await Registration.filter(id=registration.id, status=was).update(
-                    status=RegistrationStatus.CANCELLED, cancelled_at=at, updated_at=timeutil.now()
+                    status=RegistrationStatus.CANCELLED, cancelled_at=at
                 ):
                     continue
                 registration.status, registration.cancelled_at = RegistrationStatus.CANCELLED, at
@@ -360,7 +359,7 @@ async def cancel_activity(activity: Activity, *, by=None, at: datetime | None = 
                     per_row[own.id] = per_row.get(own.id, 0) + 1
                 await announce_cancelled(registration, own, previous=was, cancelled_by=CancelledBy.ACTIVITY,
                                          actor=author_id)
-            await linked(activity.id).update(seats_taken=0, updated_at=timeutil.now())
+            await linked(activity.id).update(seats_taken=0)
             for own in rows.values():
                 await timeline.post(
                     own, "status",
@@ -401,7 +400,7 @@ async def check_in(registration: Registration, *, by=None, at: datetime | None =
     async with transaction():
         done = await Registration.filter(
             id=registration.id, status=RegistrationStatus.CONFIRMED, checked_in_at=None
-        ).update(checked_in_at=at, checked_in_by_id=author_id, updated_at=timeutil.now())
+        ).update(checked_in_at=at, checked_in_by_id=author_id)
         if not done:
             return False
         club = await Club.get_or_none(project_id=registration.project_id)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from tortoise.expressions import F
 
-from core.api import Project, current_host, enabled_modules, gettext as _, now, timeline, unscoped
+from core.api import Project, current_host, enabled_modules, gettext as _, timeline, unscoped
 from plugins.activities.models import Activity, ActivityStatus, Registration, RegistrationStatus
 
 # What the host decides for every estate taking part.
@@ -62,14 +62,14 @@ def _shared_values(host: Activity) -> dict:
 async def copy_to_guests(host: Activity) -> None:
     """Copy the host's decisions onto the invited rows (call in the transaction that changed the host)."""
     with unscoped():
-        await Activity.filter(host_activity_id=host.id).update(seats_taken=host.seats_taken, updated_at=now(),
+        await Activity.filter(host_activity_id=host.id).update(seats_taken=host.seats_taken,
                                                                **_shared_values(host))
 
 
 async def publish_guests(host: Activity) -> None:
     with unscoped():
         await Activity.filter(host_activity_id=host.id, status=ActivityStatus.DRAFT).update(
-            status=ActivityStatus.PUBLISHED, updated_at=now()
+            status=ActivityStatus.PUBLISHED
         )
 
 
@@ -100,7 +100,7 @@ async def set_guests(host: Activity, wanted: set[int], manageable: set[int], *, 
                 )
             else:
                 await Activity.filter(id=row.id).update(status=host.status, seats_taken=host.seats_taken,
-                                                        updated_at=now(), **_shared_values(host))
+                                                        **_shared_values(host))
             await timeline.post(row, "status", _("%(estate)s opened this activity to the owners of this estate; "
                                                  "seats are shared.", estate=hosting.name), author=author_id)
             invited.append(names.get(project_id, ""))
@@ -114,7 +114,7 @@ async def set_guests(host: Activity, wanted: set[int], manageable: set[int], *, 
                     "%(count)s owners of %(estate)s are signed up: cancel their sign-ups there before withdrawing "
                     "the invitation.", count=signed_up, estate=names.get(project_id, ""),
                 ))
-            await Activity.filter(id=row.id).update(status=ActivityStatus.CANCELLED, updated_at=now())
+            await Activity.filter(id=row.id).update(status=ActivityStatus.CANCELLED)
             await timeline.post(row, "status", _("%(estate)s withdrew the invitation of this estate.",
                                                  estate=hosting.name), author=author_id)
             withdrawn.append(names.get(project_id, ""))

@@ -190,7 +190,7 @@ async def activity_update(request: Request) -> Response:
     principal = ctx(request).principal
     if activity.is_guest:
         async with transaction():
-            await Activity.filter(id=activity.id).update(updated_at=timeutil.now(), **parsed.values)
+            await Activity.filter(id=activity.id).update(**parsed.values)
             await timeline.post(activity, "note", gettext("Audience changed."), author=principal)
         return redirect(request, f"{base(request)}{activity.id}", gettext("Activity saved."))
     values = dict(parsed.values)
@@ -199,7 +199,7 @@ async def activity_update(request: Request) -> Response:
         async with transaction():
             # Capacity only together with the seat count it must cover (a sign-up may have come in meanwhile).
             if not await Activity.filter(id=activity.id, seats_taken__lte=capacity).update(
-                capacity=capacity, updated_at=timeutil.now(), **values
+                capacity=capacity, **values
             ):
                 fresh = await Activity.get(id=activity.id)
                 errors = {"capacity": gettext(
@@ -242,7 +242,7 @@ async def activity_status(request: Request) -> Response:
         return redirect(request, here, gettext("Activity cancelled; %(count)s registered and waiting people were told by email.",
                                                count=told))
     async with transaction():
-        if not await Activity.filter(id=activity.id, status=source).update(status=status, updated_at=timeutil.now()):
+        if not await Activity.filter(id=activity.id, status=source).update(status=status):
             return redirect(request, here, gettext("The activity was changed meanwhile."), "warning")
         await sharing.publish_guests(activity)
         await timeline.post(activity, "status", str(ActivityStatus.CHOICES[status]), author=principal,
@@ -383,7 +383,7 @@ async def _invite(activity: Activity, project, author) -> int:
             continue
         sent += 1
     with unscoped():
-        await Activity.filter(id=activity.id).update(invitations_sent_at=timeutil.now(), updated_at=timeutil.now())
+        await Activity.filter(id=activity.id).update(invitations_sent_at=timeutil.now())
         await timeline.post(activity, "email", gettext("Invitations sent to %(count)s members.", count=sent),
                             author=author, data={"count": sent})
     return sent

@@ -215,9 +215,8 @@ class BillStatus:
 class Bill(ProjectScopedModel, ChangeTracked):
     """One unit's bill for one month: one per unit and period, enforced by the database (`updated_at`: API syncs).
 
-    `paid` and `status` change through `QuerySet.update()` (payments.refresh_bills,
-    void_bill) and bills are inserted in bulk by the bill run: those paths set
-    `updated_at` themselves.
+    Bills are inserted in bulk by the bill run, which sets `updated_at` itself
+    (`QuerySet.update()` sets it through `ChangeTracked`).
     """
 
     view_permission = "fees.view"

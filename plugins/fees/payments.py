@@ -57,7 +57,7 @@ async def refresh_bills(bill_ids: Iterable[int]) -> None:
         if status != BillStatus.VOID:
             status = BillStatus.PAID if amount >= bill.total else BillStatus.OPEN
         if (bill.paid, bill.status) != (amount, status):
-            await Bill.filter(id=bill.id).update(paid=amount, status=status, updated_at=utcnow())
+            await Bill.filter(id=bill.id).update(paid=amount, status=status)
 
 
 async def _reversed_ids(unit_ids: list[int]) -> set[int]:
@@ -160,7 +160,7 @@ async def apply_credit(first: int, last: int, *, now: datetime | None = None) ->
                 spending.append(payment.id)
     await refresh_bills(touched)
     if spending:  # their allocations changed: API syncs (updated_since) must see them again
-        await Payment.filter(id__in=spending).update(updated_at=utcnow())
+        await Payment.filter(id__in=spending).update()
     spent = set(hinted) - set(await unit_credit(units))
     if spent:
         await CreditHint.filter(unit_id__in=sorted(spent)).delete()
@@ -280,7 +280,7 @@ async def reverse_payment(payment: Payment, reason: str, *, approver_id: int, no
                     author=approver_id, data={"payment": original.id, "reversal": reversal.id},
                 )
             await refresh_bills(net)
-            await Payment.filter(id=original.id).update(updated_at=utcnow())  # now reversed, for API syncs
+            await Payment.filter(id=original.id).update()  # marked changed (now reversed) for API syncs
             unit = await Unit.get(id=original.unit_id)
             await emit("fees.payment_reversed", original.project_id, approver_id,
                        **await _event_data(reversal, unit), reverses_id=original.id,
@@ -312,7 +312,7 @@ async def void_bill(bill: Bill, reason: str, *, approver_id: int) -> Bill:
             raise InputError({"reason": _("This bill is already void.")})
         if bill.paid != 0:
             raise InputError({"reason": _("Money is allocated to this bill; reverse those payments first.")})
-        await Bill.filter(id=bill.id).update(status=BillStatus.VOID, void_reason=reason[:255], updated_at=utcnow())
+        await Bill.filter(id=bill.id).update(status=BillStatus.VOID, void_reason=reason[:255])
         await timeline.post(bill, "status", _("Bill voided. Reason: %(reason)s", reason=reason), author=approver_id,
                             data={"from": bill.status, "to": BillStatus.VOID})
         await bill.refresh_from_db()

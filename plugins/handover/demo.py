@@ -100,8 +100,9 @@ async def load(project, rng) -> None:
         )
         await TimeSlot.filter(id=slot.id).update(booked=slot.booked + 1)
         slot.booked += 1
-        await UnitHandover.filter(id=handover.id).update(state=HandoverState.CHECKED_IN if past else HandoverState.BOOKED,
-                                                         updated_at=services.clock())
+        await UnitHandover.filter(id=handover.id).update(
+            state=HandoverState.CHECKED_IN if past else HandoverState.BOOKED
+        )
         await timeline.post(handover, "appointment", f"{slot}", author=manager, data={"slot_id": slot.id})
         if past:
             await _inspect(project, handover, appointment, tech, manager, contractors, rng, today)

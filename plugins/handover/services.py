@@ -79,9 +79,9 @@ async def _lock_handover(handover_id: int) -> UnitHandover:
     return await UnitHandover.filter(id=handover_id).select_for_update().get()
 
 
-async def _touch_handover(handover_id: int, at: datetime) -> None:
-    """Its appointment changed: `updated_at` moves so API syncs (`updated_since`) see the new time."""
-    await UnitHandover.filter(id=handover_id).update(updated_at=at)
+async def _touch_handover(handover_id: int) -> None:
+    """Its appointment changed: marked changed (`updated_at`) so API syncs (`updated_since`) see the new time."""
+    await UnitHandover.filter(id=handover_id).update()
 
 
 # Batches and slots -------------------------------------------------------------------
@@ -197,7 +197,7 @@ async def book(handover: UnitHandover, slot: TimeSlot, project, *, by=None, via:
             raise HandoverError(gettext("This unit has been handed over already."), "slot")
         appointment = await _create_appointment(current, slot, by=by, via=via, visitors=visitors, note=note, at=at)
         await UnitHandover.filter(id=handover.id, state=HandoverState.PLANNED).update(state=HandoverState.BOOKED)
-        await _touch_handover(handover.id, at)
+        await _touch_handover(handover.id)
         await timeline.post(current, "appointment", gettext("Appointment booked for %(slot)s", slot=str(slot)),
                             author=by, data={"slot_id": slot.id, "via": via})
     return appointment
@@ -221,7 +221,7 @@ async def reschedule(appointment: Appointment, slot: TimeSlot, project, *, by=No
         old = await appointment.slot
         new = await _create_appointment(handover, slot, by=by, via=via, visitors=appointment.visitors,
                                         note=appointment.note, at=at)
-        await _touch_handover(handover.id, at)
+        await _touch_handover(handover.id)
         await timeline.post(handover, "appointment", gettext("Appointment moved from %(old)s to %(new)s", old=str(old), new=str(slot)),
                             author=by, data={"from_slot": old.id, "to_slot": slot.id, "via": via})
     return new
@@ -239,7 +239,7 @@ async def cancel(appointment: Appointment, *, by=None, reason: str = "") -> None
             raise HandoverError(gettext("Only a booked appointment can be cancelled."))
         await TimeSlot.filter(id=appointment.slot_id).update(booked=F("booked") - 1)
         await UnitHandover.filter(id=handover.id, state=HandoverState.BOOKED).update(state=HandoverState.PLANNED)
-        await _touch_handover(handover.id, at)
+        await _touch_handover(handover.id)
         await timeline.post(handover, "appointment", gettext("Appointment cancelled") + (f": {reason}" if reason else ""),
                             author=by, data={"slot_id": appointment.slot_id})
 
@@ -261,7 +261,7 @@ async def check_in(appointment: Appointment, project, *, by) -> None:
         await UnitHandover.filter(id=handover.id, state__in=[HandoverState.PLANNED, HandoverState.BOOKED]).update(
             state=HandoverState.CHECKED_IN
         )
-        await _touch_handover(handover.id, at)
+        await _touch_handover(handover.id)
         await timeline.post(handover, "status", gettext("Owner checked in"), author=by,
                             data={"to": HandoverState.CHECKED_IN, "appointment_id": appointment.id})
 
@@ -372,7 +372,7 @@ async def start_inspection(handover: UnitHandover, *, by) -> Inspection:
         for line in lines:
             await InspectionItem.create(project_id=handover.project_id, inspection=inspection, room=line.room,
                                         item=line.item, mandatory=line.mandatory, position=line.position)
-        await UnitHandover.filter(id=handover.id).update(state=HandoverState.INSPECTING, updated_at=clock())
+        await UnitHandover.filter(id=handover.id).update(state=HandoverState.INSPECTING)
         await timeline.post(current, "status", gettext("Inspection started (%(checklist)s)", checklist=template.name),
                             author=by, data={"to": HandoverState.INSPECTING, "inspection_id": inspection.id})
     return inspection
@@ -539,7 +539,7 @@ async def accept(handover: UnitHandover, *, by, signed_by: str, with_open_defect
                   for d in open_defects]
         done = await UnitHandover.filter(id=handover.id).exclude(state=HandoverState.ACCEPTED).update(
             state=HandoverState.ACCEPTED, accepted_at=at, signed_by=signed_by, accepted_by_id=_uid(by),
-            open_defects_accepted=listed, updated_at=at,
+            open_defects_accepted=listed,
         )
         if not done:
             raise HandoverError(gettext("This unit has been handed over already."))
@@ -621,7 +621,7 @@ async def check_out(keyset: KeySet, *, holder_kind: str, holder: Any, purpose: s
     name = _name(holder)
     async with transaction():
         moved = await KeySet.filter(id=keyset.id, state=KeyState.IN).update(
-            state=KeyState.OUT, custodian_kind=holder_kind, custodian_name=name, updated_at=at,
+            state=KeyState.OUT, custodian_kind=holder_kind, custodian_name=name,
             custodian_user_id=who.id if which == "user" else None,
             custodian_customer_id=who.id if which == "customer" else None,
             custodian_contractor_id=who.id if which == "contractor" else None,
@@ -652,7 +652,7 @@ async def check_in_keys(keyset: KeySet, *, returned_by: str, receiver: User, sea
         moved = await KeySet.filter(id=keyset.id, state=KeyState.OUT).update(
             state=KeyState.IN, custodian_kind=HolderKind.STAFF, custodian_user_id=receiver.id,
             custodian_customer_id=None, custodian_contractor_id=None, custodian_name=_name(receiver),
-            sealed=sealed, updated_at=at, **({"slot": slot} if slot else {}),
+            sealed=sealed, **({"slot": slot} if slot else {}),
         )
         if not moved or checkout is None:
             current = await KeySet.get(id=keyset.id)
@@ -693,7 +693,6 @@ async def hand_keys_to_owner(handover: UnitHandover, *, by) -> list[KeySet]:
             moved = await KeySet.filter(id=keyset.id, state=KeyState.IN).update(
                 state=KeyState.OWNER, custodian_kind=HolderKind.OWNER, custodian_user_id=None,
                 custodian_customer_id=owner.id, custodian_contractor_id=None, custodian_name=owner.name,
-                updated_at=clock(),
             )
             if not moved:
                 raise HandoverError(_not_in_message(await KeySet.get(id=keyset.id)))
@@ -715,7 +714,7 @@ async def report_lost(keyset: KeySet, *, by, note: str) -> None:
         previous = current.custodian_name
         moved = await KeySet.filter(id=keyset.id, state=current.state).update(
             state=KeyState.LOST, custodian_kind=HolderKind.STAFF, custodian_user_id=_uid(by), custodian_customer_id=None,
-            custodian_contractor_id=None, custodian_name=_name(by), updated_at=clock(),
+            custodian_contractor_id=None, custodian_name=_name(by),
         )
         if not moved:
             raise HandoverError(gettext("The key set changed meanwhile: reload the page."))
@@ -736,7 +735,7 @@ async def rekey(keyset: KeySet, *, by, tag: str, count: int, slot: str, keeper: 
             raise HandoverError(gettext("Get these key sets back first: %(tags)s",
                                         tags=", ".join(f"{k.tag} ({k.custodian_name})" for k in out)))
         for old in same:
-            moved = await KeySet.filter(id=old.id, state=old.state).update(state=KeyState.RETIRED, updated_at=clock())
+            moved = await KeySet.filter(id=old.id, state=old.state).update(state=KeyState.RETIRED)
             if not moved:
                 raise HandoverError(gettext("The key set changed meanwhile: reload the page."))
             await timeline.post(old, "status", gettext("Retired: the lock was changed"), author=by,

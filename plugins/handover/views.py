@@ -375,7 +375,7 @@ async def owner_submit(request: Request) -> Response:
     except HandoverError as exc:
         return await _handover_page(request, handover, form="owner", values=values, errors={exc.field: exc.message}, status=422)
     async with transaction():
-        await UnitHandover.filter(id=handover.id).update(owner_id=owner.id, updated_at=services.clock())
+        await UnitHandover.filter(id=handover.id).update(owner_id=owner.id)
         await timeline.post(handover, "note", gettext("Owner set to %(name)s", name=owner.name), author=ctx(request).principal)
     return redirect(request, _back(request, handover.id), gettext("Owner saved."))
 
