@@ -54,7 +54,7 @@ from tortoise.models import Model
 from core import clock, i18n
 from core.db import connection, transaction
 from core.kit import ApiRoute
-from core.models import Project
+from core.models import Project, User
 from core.plugins import PluginError, PluginHost
 from core.scope import NOTHING, OutOfScope, Scope, set_scope, unscoped, use_scope
 
@@ -283,7 +283,8 @@ class ApiCall:
     `call.project` (the estate of a project endpoint), `call.path` (path
     parameters), `call.query` and `call.body` (instances of the route's
     models), `call.record` (the record of a route declared with `model=`), `call.token` (the `ApiToken`; `call.token.name` says which
-    integration), `call.request` (the Starlette request).
+    integration), `call.request` (the Starlette request); `await call.user_id()` for a record that needs
+    a staff member (a receipt's cashier).
     """
 
     request: Request
@@ -295,6 +296,23 @@ class ApiCall:
     query: Any = None
     body: Any = None
     record: Any = None
+
+    async def user_id(self) -> int:
+        """The staff record standing for this token where a record needs a person (a receipt's cashier).
+
+        One per token, named like it, inactive and without a password: nobody can log in with it. A colon
+        cannot be part of a username made on the user form, so no staff account can be taken for it.
+        """
+        username = f"api:token:{self.token.id}"
+        with unscoped():
+            user = await User.get_or_none(username=username)
+            if user is None:
+                try:
+                    async with transaction():
+                        user = await User.create(username=username, display_name=self.token.name[:64], is_active=False)
+                except IntegrityError:  # made by a concurrent request of the same token
+                    user = await User.get(username=username)
+        return user.id
 
 
 def api_route(

@@ -15,11 +15,9 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import Field
-from tortoise.exceptions import IntegrityError
 
 from core.api import (
-    MAX_ID, ApiCall, ApiError, ApiModel, ListQuery, Page, Unit, User, api_route, gettext as _, local_today, paginate,
-    transaction, unscoped,
+    MAX_ID, ApiCall, ApiError, ApiModel, ListQuery, Page, Unit, api_route, gettext as _, local_today, paginate,
 )
 from plugins.fees import payments, reports
 from plugins.fees.models import Allocation, Bill, BillLine, BillStatus, FeeItem, Method, Payment, PaymentKind
@@ -253,24 +251,6 @@ async def get_payment(call: ApiCall) -> dict:
     return (await _payments_out(call, [call.record]))[0]
 
 
-async def _integration_user(call: ApiCall) -> int:
-    """The staff record payments of this token are posted by (their "cashier" on receipts and in the cash summary).
-
-    One per token, named like it, inactive and without a password: nobody can log in with it. A colon
-    cannot be part of a username made on the user form, so no staff account can be taken for it.
-    """
-    username = f"api:token:{call.token.id}"
-    with unscoped():
-        user = await User.get_or_none(username=username)
-        if user is None:
-            try:
-                async with transaction():
-                    user = await User.create(username=username, display_name=call.token.name[:64], is_active=False)
-            except IntegrityError:  # made by a concurrent request of the same token
-                user = await User.get(username=username)
-    return user.id
-
-
 FIELDS = {"unit": "unit_id", "bills": "bill_ids", "form": "__all__"}
 
 
@@ -291,7 +271,7 @@ async def create_payment(call: ApiCall) -> dict:
     try:
         payment, created = await payments.post_payment(
             project_id=call.project.id, unit_id=body.unit_id, amount=body.amount, method=body.method,
-            cashier_id=await _integration_user(call), idempotency_key=key, reference=body.reference,
+            cashier_id=await call.user_id(), idempotency_key=key, reference=body.reference,
             payer=body.payer, bill_ids=body.bill_ids,
         )
     except InputError as exc:
